@@ -1,0 +1,1 @@
+"""Built-in drivers: ``memory`` (tests) and ``local`` (the embedded default)."""

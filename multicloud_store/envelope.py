@@ -1,0 +1,83 @@
+"""The payload envelope: what the dispatcher stores on every backend.
+
+One JSON object that carries the values together with the deployment and the secret id they belong to, so that a
+single read both returns the values and proves they are ours, whatever the backend's labels say::
+
+    {"multicloud-store": 1, "deployment": "prod", "id": "<uuid>", "values": {"key": "value"}}
+
+The version number lets a later release change the layout and still read what this one wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from uuid import UUID
+
+__all__ = ["ENVELOPE_VERSION", "Envelope", "EnvelopeError", "decode", "encode"]
+
+ENVELOPE_VERSION = 1
+_MARK = "multicloud-store"
+
+
+class EnvelopeError(ValueError):
+    """The payload is not an envelope this version can read. The message never contains the payload."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A decoded payload.
+
+    Attributes:
+        deployment: The deployment id that wrote it.
+        secret_id: The secret id it was written for.
+        values: The secret values.
+    """
+
+    deployment: str
+    secret_id: str
+    values: dict[str, str] = field(repr=False)
+
+
+def encode(deployment: str, secret_id: UUID, values: dict[str, str]) -> str:
+    """Serialise values into an envelope.
+
+    Args:
+        deployment: This store's deployment id.
+        secret_id: The secret's id.
+        values: Validated values.
+
+    Returns:
+        Compact JSON text (non-ASCII kept as UTF-8, which is what backends count against their limits).
+    """
+    document = {_MARK: ENVELOPE_VERSION, "deployment": deployment, "id": str(secret_id), "values": values}
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(payload: str) -> Envelope:
+    """Parse and check an envelope.
+
+    Args:
+        payload: Text read from a backend.
+
+    Returns:
+        The envelope.
+
+    Raises:
+        EnvelopeError: Not JSON, not an envelope, an unknown version, or values that are not a string map.
+    """
+    try:
+        document = json.loads(payload)
+    except (ValueError, RecursionError):
+        raise EnvelopeError("payload is not JSON") from None
+    if not isinstance(document, dict) or _MARK not in document:
+        raise EnvelopeError("payload is not a multicloud-store envelope")
+    version = document[_MARK]
+    if version != ENVELOPE_VERSION:
+        raise EnvelopeError(f"envelope version {version!r} is not supported (this release reads {ENVELOPE_VERSION})")
+    deployment, secret_id, values = document.get("deployment"), document.get("id"), document.get("values")
+    if not isinstance(deployment, str) or not isinstance(secret_id, str) or not isinstance(values, dict):
+        raise EnvelopeError("envelope fields are missing or of the wrong type")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        raise EnvelopeError("envelope values are not a map of strings")
+    return Envelope(deployment=deployment, secret_id=secret_id, values=values)

@@ -1,0 +1,99 @@
+"""Backend name -> driver class, imported only when that backend is selected.
+
+Built-in drivers are listed here in code. Every other name (our cloud backends included, since each is its own
+distribution) is looked up in the ``multicloud_store.backends`` entry-point group, and only when it is not a
+built-in, so the common case reads no package metadata. A known backend whose distribution is missing gets an
+install hint instead of a bare `ImportError`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, cast
+
+from multicloud_store.errors import BackendNotInstalledError, ConfigurationError
+
+if TYPE_CHECKING:
+    from multicloud_store.driver import SecretsDriver
+
+__all__ = ["ENTRY_POINT_GROUP", "KNOWN_DISTRIBUTIONS", "available_backends", "load_driver_class"]
+
+ENTRY_POINT_GROUP = "multicloud_store.backends"
+
+# Imported in code: always there, no metadata scan.
+_BUILTIN: dict[str, str] = {
+    "memory": "multicloud_store.drivers.memory:MemoryDriver",
+    "local": "multicloud_store.drivers.local:LocalDriver",
+}
+
+# Our own backends ship as separate distributions; these names get an install hint when missing.
+KNOWN_DISTRIBUTIONS: dict[str, str] = {
+    "aws": "multicloud-store-aws",
+    "gcp": "multicloud-store-gcp",
+    "azure": "multicloud-store-azure",
+}
+
+
+def _import(target: str) -> object:
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attr) if attr else module
+
+
+def _entry_points() -> dict[str, object]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_backends() -> list[str]:
+    """List every backend name that can be selected here, installed or known.
+
+    Returns:
+        Sorted names: built-ins, installed third-party drivers, and our cloud backends.
+    """
+    return sorted({*_BUILTIN, *KNOWN_DISTRIBUTIONS, *_entry_points()})
+
+
+def load_driver_class(name: str) -> type[SecretsDriver]:
+    """Import and return the driver class of a backend.
+
+    Args:
+        name: The backend name, as in ``MULTICLOUD_STORE_BACKEND``.
+
+    Returns:
+        The driver class.
+
+    Raises:
+        BackendNotInstalledError: The backend is known but its distribution or SDK is not installed.
+        ConfigurationError: No backend of that name exists.
+    """
+    if name in _BUILTIN:
+        return cast("type[SecretsDriver]", _import(_BUILTIN[name]))
+    entry_point = _entry_points().get(name)
+    distribution = KNOWN_DISTRIBUTIONS.get(name)
+    extra = f"multicloud-store[{name}]" if distribution else None
+    if entry_point is None:
+        if distribution:
+            raise BackendNotInstalledError(
+                f"backend {name!r} is not installed: pip install '{extra}' (distribution {distribution})",
+                requirement=extra,
+                backend=name,
+            )
+        raise ConfigurationError(
+            f"MULTICLOUD_STORE_BACKEND={name!r} is not a known backend; known backends: "
+            + ", ".join(available_backends()),
+            variable="MULTICLOUD_STORE_BACKEND",
+            backend=name,
+        )
+    try:
+        loaded = entry_point.load()  # type: ignore[attr-defined]
+    except ImportError as exc:
+        # The driver is there but its SDK is not (a broken or partial install).
+        what = extra or f"the SDK that backend {name!r} needs"
+        raise BackendNotInstalledError(
+            f"backend {name!r} cannot be imported ({exc.name or exc}); install {what}",
+            requirement=extra,
+            backend=name,
+        ) from exc
+    return cast("type[SecretsDriver]", loaded)

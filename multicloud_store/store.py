@@ -1,0 +1,594 @@
+"""`SecretsStore`: the dispatcher behind every backend.
+
+It owns everything that must be the same on every cloud: id and value validation, backend names, the payload
+envelope, size checks against the driver's limits, ownership checks, the read cache and error semantics. The
+driver underneath only moves opaque text.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
+
+from multicloud_store import envelope
+from multicloud_store.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidSecretError,
+    MultiCloudStoreError,
+    SecretCorruptedError,
+    SecretNotFoundError,
+)
+from multicloud_store.interface import SecretsStoreInterface
+from multicloud_store.settings import StoreSettings
+
+if TYPE_CHECKING:
+    from multicloud_store.cache import ReadCache
+    from multicloud_store.driver import SecretsDriver, StoredSecret
+    from multicloud_store.settings import EnvSettings
+
+__all__ = ["LABEL_DEPLOYMENT", "LABEL_MANAGED_BY", "LABEL_SECRET_ID", "ReadOutcome", "SecretsStore"]
+
+logger = logging.getLogger("multicloud_store")
+
+LABEL_MANAGED_BY = "managed-by"
+LABEL_DEPLOYMENT = "mcs-deployment"
+LABEL_SECRET_ID = "mcs-secret-id"
+MANAGED_BY = "multicloud-store"
+
+
+@dataclass(frozen=True)
+class ReadOutcome:
+    """The result for one id of `SecretsStore.get_many`.
+
+    Attributes:
+        status: ``ok``; ``not_found`` (no such secret); ``not_ours`` (the name holds another deployment's
+            secret); ``error`` (the backend failed for this id).
+        values: The values when ``status`` is ``ok``.
+        error: The error otherwise.
+    """
+
+    status: Literal["ok", "not_found", "not_ours", "error"]
+    values: dict[str, str] | None = field(default=None, repr=False)
+    error: MultiCloudStoreError | None = None
+
+
+class _NotOurs(SecretNotFoundError):
+    """A secret exists under our name but belongs to another deployment (internal: callers see not-found)."""
+
+
+def _coerce_id(secret_id: object) -> UUID:
+    if isinstance(secret_id, UUID):
+        return secret_id
+    if isinstance(secret_id, str):
+        try:
+            return UUID(secret_id)
+        except ValueError:
+            pass
+        # Never echo the input: it may be a value pasted in the wrong place.
+        raise InvalidSecretError(f"secret id must be a UUID, got a string of {len(secret_id)} characters")
+    raise InvalidSecretError(f"secret id must be a UUID, got {type(secret_id).__name__}")
+
+
+def _validate_values(secret_values: object) -> dict[str, str]:
+    if not isinstance(secret_values, Mapping):
+        raise InvalidSecretError(f"secret values must be a dict of str to str, got {type(secret_values).__name__}")
+    out: dict[str, str] = {}
+    for index, (key, value) in enumerate(secret_values.items()):
+        if not isinstance(key, str):
+            raise InvalidSecretError(f"secret key #{index} is a {type(key).__name__}, not a str")
+        if not key:
+            raise InvalidSecretError(f"secret key #{index} is empty")
+        if not isinstance(value, str):
+            raise InvalidSecretError(f"the value of key {key!r} is a {type(value).__name__}, not a str")
+        # NUL is cut or refused by several backends and by ZenML's SQL layer; refuse it everywhere alike.
+        if "\x00" in key:
+            raise InvalidSecretError(f"secret key #{index} contains a NUL character")
+        if "\x00" in value:
+            raise InvalidSecretError(f"the value of key {key!r} contains a NUL character")
+        out[key] = value
+    return out
+
+
+class SecretsStore(SecretsStoreInterface):
+    """A secrets store on one backend, chosen by `StoreSettings.backend`.
+
+    Thread-safe: share one instance between a server's worker threads.
+
+    Args:
+        settings: The dispatcher's settings; read from the environment when omitted.
+        driver: A ready driver, bypassing the registry (tests, or a driver built by hand).
+        driver_settings: Settings for the selected driver; read from the environment when omitted.
+
+    Raises:
+        ConfigurationError: A setting is missing or wrong, or does not fit the backend's naming rules.
+        BackendNotInstalledError: The selected backend's distribution is not installed.
+
+    Example:
+        >>> store = SecretsStore.from_env({"MULTICLOUD_STORE_BACKEND": "memory"})
+        >>> sid = UUID("8c9e1f52-2d5f-4c5e-9d0e-4b7c1d1f0a11")
+        >>> store.store_secret_values(sid, {"token": "s3cr3t"})
+        >>> store.get_secret_values(sid)
+        {'token': 's3cr3t'}
+    """
+
+    def __init__(
+        self,
+        settings: StoreSettings | None = None,
+        *,
+        driver: SecretsDriver | None = None,
+        driver_settings: EnvSettings | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else StoreSettings.from_environ()
+        self._driver = driver
+        self._driver_settings = driver_settings
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._cache: ReadCache | None = None
+        self._closed = False
+        self._initialize()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SecretsStore:
+        """Build a store from ``MULTICLOUD_STORE_*`` variables.
+
+        Args:
+            environ: Variables to read instead of the process environment.
+
+        Returns:
+            The store.
+        """
+        settings = StoreSettings.from_environ(environ)
+        from multicloud_store.registry import load_driver_class
+
+        driver_class = load_driver_class(settings.backend)
+        driver_settings = driver_class.settings_class.from_environ(environ)  # type: ignore[attr-defined]
+        return cls(settings, driver_settings=driver_settings)
+
+    # -- construction -------------------------------------------------------------------------------------
+
+    def _initialize(self) -> None:
+        """Build the driver and check that the naming settings fit its rules. No network call."""
+        if self._driver is None:
+            from multicloud_store.registry import load_driver_class
+
+            driver_class = load_driver_class(self.settings.backend)
+            driver_settings = self._driver_settings
+            if driver_settings is None:
+                driver_settings = driver_class.settings_class.from_environ()  # type: ignore[attr-defined]
+            self._driver = driver_class(driver_settings)  # type: ignore[call-arg]
+        limits = self._driver.limits
+        sample = self._name(UUID(int=0))
+        if not limits.name_ok(sample):
+            raise ConfigurationError(
+                f"MULTICLOUD_STORE_NAME_PREFIX={self.settings.name_prefix!r} gives names such as {sample!r} that "
+                f"backend {self.backend!r} does not accept (pattern {limits.name_pattern}, "
+                f"at most {limits.max_name_length} characters)",
+                variable="MULTICLOUD_STORE_NAME_PREFIX",
+            )
+        if not limits.label_ok(LABEL_DEPLOYMENT, self.settings.deployment_id):
+            raise ConfigurationError(
+                f"MULTICLOUD_STORE_DEPLOYMENT_ID={self.settings.deployment_id!r} is not a valid label value on "
+                f"backend {self.backend!r} (pattern {limits.label_value_pattern})",
+                variable="MULTICLOUD_STORE_DEPLOYMENT_ID",
+            )
+        if self.settings.cache_ttl_seconds > 0:
+            from multicloud_store.cache import ReadCache
+
+            self._cache = ReadCache(
+                self.settings.cache_ttl_seconds,
+                max_entries=self.settings.cache_max_entries,
+                jitter=self.settings.cache_jitter,
+                negative_ttl=self.settings.cache_negative_ttl_seconds,
+                stale_seconds=self.settings.cache_stale_seconds,
+            )
+
+    @property
+    def driver(self) -> SecretsDriver:
+        """The backend driver this store delegates to."""
+        assert self._driver is not None  # set in _initialize
+        return self._driver
+
+    @property
+    def backend(self) -> str:
+        """The selected backend's name."""
+        return getattr(self._driver, "backend_name", self.settings.backend)
+
+    @property
+    def cache(self) -> ReadCache | None:
+        """The read cache, or None when ``MULTICLOUD_STORE_CACHE_TTL_SECONDS`` is 0."""
+        return self._cache
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretsStore(backend={self.backend!r}, deployment_id={self.settings.deployment_id!r}, "
+            f"name_prefix={self.settings.name_prefix!r})"
+        )
+
+    def __enter__(self) -> SecretsStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the driver and the worker pool. The store may not be used afterwards."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+        if self._cache is not None:
+            self._cache.clear()
+        self.driver.close()
+
+    # -- naming, labels, envelope -------------------------------------------------------------------------
+
+    def _name(self, secret_id: UUID) -> str:
+        return f"{self.settings.name_prefix}-{secret_id}"
+
+    def secret_name(self, secret_id: UUID | str) -> str:
+        """Return the backend name under which a secret id is stored.
+
+        Args:
+            secret_id: The secret's id.
+
+        Returns:
+            ``{name_prefix}-{uuid}``.
+        """
+        return self._name(_coerce_id(secret_id))
+
+    def _labels(self, secret_id: UUID) -> dict[str, str]:
+        return {
+            LABEL_MANAGED_BY: MANAGED_BY,
+            LABEL_DEPLOYMENT: self.settings.deployment_id,
+            LABEL_SECRET_ID: str(secret_id),
+        }
+
+    def _encode(self, secret_id: UUID, values: dict[str, str]) -> str:
+        payload = envelope.encode(self.settings.deployment_id, secret_id, values)
+        try:
+            size = len(payload.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidSecretError(
+                "secret keys or values contain characters that cannot be encoded as UTF-8 (lone surrogates)",
+                secret_id=secret_id,
+            ) from None
+        limit = self.driver.limits.max_payload_bytes
+        if size > limit:
+            raise InvalidSecretError(
+                f"secret {secret_id} is too large for backend {self.backend!r}: the stored payload would be "
+                f"{size} bytes, the limit is {limit} bytes",
+                secret_id=secret_id,
+                backend=self.backend,
+            )
+        return payload
+
+    def payload_size(self, secret_id: UUID | str, secret_values: dict[str, str]) -> int:
+        """Return how many bytes these values take on the backend, to compare with ``driver.limits``.
+
+        Args:
+            secret_id: The secret's id.
+            secret_values: The values.
+
+        Returns:
+            The size of the stored payload in UTF-8 bytes.
+        """
+        sid = _coerce_id(secret_id)
+        values = _validate_values(secret_values)
+        return len(envelope.encode(self.settings.deployment_id, sid, values).encode("utf-8", "surrogatepass"))
+
+    def _open(self, secret_id: UUID, stored: StoredSecret) -> dict[str, str]:
+        """Check that a stored secret is ours and return its values."""
+        try:
+            opened = envelope.decode(stored.payload)
+        except envelope.EnvelopeError as exc:
+            labels = stored.labels
+            if labels.get(LABEL_DEPLOYMENT) == self.settings.deployment_id and labels.get(LABEL_SECRET_ID) == str(
+                secret_id
+            ):
+                raise SecretCorruptedError(
+                    f"secret {secret_id} on backend {self.backend!r} is labelled as ours but its payload cannot "
+                    f"be read: {exc}",
+                    secret_id=secret_id,
+                    backend=self.backend,
+                ) from None
+            raise _NotOurs(
+                f"secret {secret_id} not found (the backend name holds a secret not written by this store)",
+                secret_id=secret_id,
+                backend=self.backend,
+            ) from None
+        if opened.deployment != self.settings.deployment_id or opened.secret_id != str(secret_id):
+            raise _NotOurs(
+                f"secret {secret_id} not found for deployment {self.settings.deployment_id!r} (the backend name "
+                "holds another deployment's secret)",
+                secret_id=secret_id,
+                backend=self.backend,
+            )
+        return opened.values
+
+    def _call(self, operation: str, secret_id: UUID | None, func: Any, *args: Any) -> Any:
+        """Run a driver call, stamping errors with the id and backend, logging without values."""
+        if self._closed:
+            raise MultiCloudStoreError("this store is closed", secret_id=secret_id, backend=self.backend)
+        started = time.perf_counter()
+        try:
+            result = func(*args)
+        except MultiCloudStoreError as exc:
+            if exc.secret_id is None and secret_id is not None:
+                exc.secret_id = secret_id
+            if exc.backend is None:
+                exc.backend = self.backend
+            logger.debug(
+                "%s %s on %s failed after %.1f ms: %s",
+                operation,
+                secret_id,
+                self.backend,
+                (time.perf_counter() - started) * 1000,
+                type(exc).__name__,
+            )
+            raise
+        logger.debug(
+            "%s %s on %s in %.1f ms", operation, secret_id, self.backend, (time.perf_counter() - started) * 1000
+        )
+        return result
+
+    # -- the ZenML interface ------------------------------------------------------------------------------
+
+    def store_secret_values(self, secret_id: UUID, secret_values: dict[str, str]) -> None:
+        """Store the values of a new secret.
+
+        Args:
+            secret_id: The secret's id.
+            secret_values: The values.
+
+        Raises:
+            InvalidSecretError: Bad id or values, or too large for the backend (before any network call).
+            SecretExistsError: The id exists already, whoever owns it; the existing values are untouched.
+        """
+        sid = _coerce_id(secret_id)
+        values = _validate_values(secret_values)
+        payload = self._encode(sid, values)
+        name = self._name(sid)
+        if self._cache is not None:
+            self._cache.invalidate(name)
+        try:
+            self._call("store", sid, self.driver.create, name, payload, self._labels(sid))
+        finally:
+            if self._cache is not None:
+                self._cache.invalidate(name)
+
+    def get_secret_values(self, secret_id: UUID) -> dict[str, str]:
+        """Return the values of a secret: one round trip to the backend (none on a cache hit).
+
+        Args:
+            secret_id: The secret's id.
+
+        Returns:
+            A fresh dict of the values.
+
+        Raises:
+            InvalidSecretError: The id is not a UUID.
+            SecretNotFoundError: No such secret for this deployment (a `KeyError`).
+        """
+        sid = _coerce_id(secret_id)
+        name = self._name(sid)
+        cache = self._cache
+        if cache is None:
+            return self._open(sid, self._call("get", sid, self.driver.read, name))
+        hit, cached = cache.lookup(name)
+        if hit:
+            if cached is None:
+                raise SecretNotFoundError(f"secret {sid} not found", secret_id=sid, backend=self.backend)
+            return cached
+        generation = cache.generation()
+        try:
+            values = self._open(sid, self._call("get", sid, self.driver.read, name))
+        except SecretNotFoundError:
+            cache.fill(name, None, generation)
+            raise
+        except BackendUnavailableError:
+            stale = cache.stale(name)
+            if stale is None:
+                raise
+            logger.warning(
+                "backend %s unavailable: serving the cached copy of secret %s past its TTL", self.backend, sid
+            )
+            return stale
+        cache.fill(name, values, generation)
+        return values
+
+    def update_secret_values(self, secret_id: UUID, secret_values: dict[str, str]) -> None:
+        """Replace all values of an existing secret of this deployment.
+
+        Args:
+            secret_id: The secret's id.
+            secret_values: The new values; keys not in it are removed.
+
+        Raises:
+            InvalidSecretError: Bad id or values, or too large (before any network call).
+            SecretNotFoundError: No such secret for this deployment; nothing changed.
+        """
+        sid = _coerce_id(secret_id)
+        values = _validate_values(secret_values)
+        payload = self._encode(sid, values)
+        name = self._name(sid)
+        if self._cache is not None:
+            self._cache.invalidate(name)
+        try:
+            self._open(sid, self._call("update", sid, self.driver.read, name))
+            self._call("update", sid, self.driver.replace, name, payload, self._labels(sid))
+        finally:
+            if self._cache is not None:
+                self._cache.invalidate(name)
+
+    def delete_secret_values(self, secret_id: UUID) -> None:
+        """Delete a secret of this deployment, so that its id can be stored again at once.
+
+        Args:
+            secret_id: The secret's id.
+
+        Raises:
+            InvalidSecretError: The id is not a UUID.
+            SecretNotFoundError: No such secret for this deployment; nothing changed.
+        """
+        sid = _coerce_id(secret_id)
+        name = self._name(sid)
+        if self._cache is not None:
+            self._cache.invalidate(name)
+        try:
+            self._open(sid, self._call("delete", sid, self.driver.read, name))
+            self._call("delete", sid, self.driver.delete, name)
+        finally:
+            if self._cache is not None:
+                self._cache.invalidate(name)
+
+    # -- beyond the interface -----------------------------------------------------------------------------
+
+    def secret_exists(self, secret_id: UUID) -> bool:
+        """Tell whether this deployment has a secret with this id (one round trip, or a cache hit).
+
+        Args:
+            secret_id: The secret's id.
+
+        Returns:
+            True if `get_secret_values` would succeed.
+        """
+        try:
+            self.get_secret_values(secret_id)
+        except SecretNotFoundError:
+            return False
+        return True
+
+    def list_secret_ids(self) -> Iterator[UUID]:
+        """Yield the ids of this deployment's secrets, lazily, page by page as the driver fetches them.
+
+        Yields:
+            Secret ids, in the backend's order.
+        """
+        prefix = f"{self.settings.name_prefix}-"
+        labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_DEPLOYMENT: self.settings.deployment_id}
+        names = self._call("list", None, self.driver.list_names, labels)
+        for name in names:
+            if not name.startswith(prefix):
+                continue
+            try:
+                yield UUID(name[len(prefix) :])
+            except ValueError:
+                continue
+
+    def get_many(self, secret_ids: Iterable[UUID]) -> dict[UUID, ReadOutcome]:
+        """Read many secrets in as few round trips as the backend allows.
+
+        Backends with a batch read (AWS) are called once per batch; the others are read by a bounded thread
+        pool (``MULTICLOUD_STORE_MAX_WORKERS``). One id's failure does not fail the others.
+
+        Args:
+            secret_ids: The ids; duplicates are read once.
+
+        Returns:
+            An outcome for every id.
+
+        Raises:
+            InvalidSecretError: An id is not a UUID (checked for all ids before any network call).
+        """
+        sids = list(dict.fromkeys(_coerce_id(s) for s in secret_ids))
+        outcomes: dict[UUID, ReadOutcome] = {}
+        pending: list[UUID] = []
+        for sid in sids:
+            if self._cache is not None:
+                hit, cached = self._cache.lookup(self._name(sid))
+                if hit:
+                    outcomes[sid] = (
+                        ReadOutcome("ok", cached)
+                        if cached is not None
+                        else ReadOutcome(
+                            "not_found", error=SecretNotFoundError(f"secret {sid} not found", secret_id=sid)
+                        )
+                    )
+                    continue
+            pending.append(sid)
+        if not pending:
+            return {sid: outcomes[sid] for sid in sids}
+        generation = self._cache.generation() if self._cache is not None else 0
+        batch = self.driver.limits.batch_read_size
+        stored: dict[str, StoredSecret | Exception] = {}
+        if batch > 1:
+            chunks = [pending[i : i + batch] for i in range(0, len(pending), batch)]
+            read_chunk = self._read_chunk
+            if len(chunks) == 1:
+                stored.update(read_chunk(chunks[0]))
+            else:
+                for part in self._executor().map(read_chunk, chunks):
+                    stored.update(part)
+        else:
+            names = [self._name(s) for s in pending]
+            for name, result in zip(names, self._executor().map(self._read_one, names)):
+                stored[name] = result
+        for sid in pending:
+            outcomes[sid] = self._outcome(sid, stored.get(self._name(sid)), generation)
+        return {sid: outcomes[sid] for sid in sids}
+
+    def _read_chunk(self, chunk: list[UUID]) -> Mapping[str, StoredSecret | Exception]:
+        names = [self._name(s) for s in chunk]
+        try:
+            return self._call("get_many", None, self.driver.read_many, names)
+        except MultiCloudStoreError as exc:
+            return dict.fromkeys(names, exc)
+
+    def _read_one(self, name: str) -> StoredSecret | Exception:
+        try:
+            return self._call("get", None, self.driver.read, name)  # type: ignore[no-any-return]
+        except MultiCloudStoreError as exc:
+            return exc
+
+    def _outcome(self, sid: UUID, result: StoredSecret | Exception | None, generation: int) -> ReadOutcome:
+        name = self._name(sid)
+        if result is None:
+            result = SecretNotFoundError(f"secret {sid} not found", secret_id=sid, backend=self.backend)
+        if isinstance(result, Exception):
+            if isinstance(result, MultiCloudStoreError) and result.secret_id is None:
+                result.secret_id = sid
+            error = (
+                result
+                if isinstance(result, MultiCloudStoreError)
+                else MultiCloudStoreError(f"reading secret {sid} failed: {type(result).__name__}", secret_id=sid)
+            )
+            if isinstance(error, SecretNotFoundError):
+                if self._cache is not None:
+                    self._cache.fill(name, None, generation)
+                return ReadOutcome("not_found", error=error)
+            return ReadOutcome("error", error=error)
+        try:
+            values = self._open(sid, result)
+        except _NotOurs as exc:
+            return ReadOutcome("not_ours", error=exc)
+        except MultiCloudStoreError as exc:
+            return ReadOutcome("error", error=exc)
+        if self._cache is not None:
+            self._cache.fill(name, values, generation)
+        return ReadOutcome("ok", values)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.settings.max_workers, thread_name_prefix="multicloud-store"
+                )
+            return self._pool
+
+    def check(self) -> None:
+        """Ask the driver for one cheap authenticated call.
+
+        Raises:
+            BackendError: The backend cannot be used.
+        """
+        self._call("health_check", None, self.driver.health_check)
