@@ -389,7 +389,7 @@ class StoreContract:
         for call in (
             lambda: store.store_secret_values(sid, {"password": SENTINEL}),
             lambda: store.update_secret_values(sid, {"password": SENTINEL + "\x00"}),
-            lambda: store.update_secret_values(sid, {SENTINEL: 5}),  # type: ignore[dict-item]
+            lambda: store.update_secret_values(sid, {"password": SENTINEL, "port": 5}),  # type: ignore[dict-item]
             lambda: store.update_secret_values(sid, {"password": SENTINEL * 100_000}),
         ):
             with pytest.raises(Exception) as info:

@@ -1,0 +1,101 @@
+"""Every check a contributor or CI runs: ``nox`` runs the default sessions, ``nox -s bench`` the benchmarks.
+
+Each backend's tests run in a session whose environment holds only that backend's SDK, which proves that a
+backend never needs another cloud's SDK.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["tests", "aws", "gcp", "azure", "zenml", "lint", "typecheck", "docs"]
+
+PYTHON = "3.11"
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
+BACKENDS = {"aws": ["moto[server]>=5.0"], "gcp": [], "azure": []}
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", "--timeout=300", *paths, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Core tests: the contract suite on memory and local, dispatcher, settings, registry, CLI."""
+    session.install("-e", ".", *TEST_TOOLS)
+    _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/bench")
+
+
+def _backend_session(session: nox.Session, name: str) -> None:
+    session.install("-e", ".", "-e", f"backends/{name}", *BACKENDS[name], *TEST_TOOLS)
+    _pytest(session, f"backends/{name}/tests")
+
+
+@nox.session(python=PYTHON)
+def aws(session: nox.Session) -> None:
+    """AWS backend against moto (in-process and ThreadedMotoServer); no Google or Azure SDK installed."""
+    _backend_session(session, "aws")
+
+
+@nox.session(python=PYTHON)
+def gcp(session: nox.Session) -> None:
+    """GCP backend against the project's Secret Manager emulator over gRPC and REST; no AWS or Azure SDK."""
+    _backend_session(session, "gcp")
+
+
+@nox.session(python=PYTHON)
+def azure(session: nox.Session) -> None:
+    """Azure backend against the project's Key Vault emulator over HTTPS; no AWS or Google SDK."""
+    _backend_session(session, "azure")
+
+
+@nox.session(python=PYTHON)
+def zenml(session: nox.Session) -> None:
+    """ZenML 0.98 end to end: the custom secrets store on every backend, through ZenML's Client and server."""
+    session.install(
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure",
+        "zenml[server]==0.98.0", "moto[server]>=5.0", *TEST_TOOLS,
+    )  # fmt: skip
+    _pytest(session, "tests/zenml")
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core and every backend package."""
+    session.install("-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure")
+    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts]", "types-boto3")
+    session.run(
+        "mypy",
+        "multicloud_store",
+        "backends/aws/multicloud_store_aws",
+        "backends/gcp/multicloud_store_gcp",
+        "backends/azure/multicloud_store_azure",
+    )
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site with --strict (broken links and missing pages fail)."""
+    session.install("mkdocs-material>=9.5")
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks, measured as side-by-side ratios; writes docs/benchmarks.md."""
+    session.install(
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure",
+        "zenml==0.98.0", "moto[server]>=5.0", "psutil>=5.9",
+    )  # fmt: skip
+    session.run("python", "-m", "tests.bench", *session.posargs)
