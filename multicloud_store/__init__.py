@@ -58,7 +58,28 @@ _EXPORTS = {
     },
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "BackendError",
+    "BackendNotInstalledError",
+    "BackendPermissionError",
+    "BackendUnavailableError",
+    "ConfigurationError",
+    "DriverLimits",
+    "EnvSettings",
+    "InvalidSecretError",
+    "MultiCloudStoreError",
+    "ReadOutcome",
+    "SecretCorruptedError",
+    "SecretExistsError",
+    "SecretNotFoundError",
+    "SecretStateError",
+    "SecretsDriver",
+    "SecretsStore",
+    "SecretsStoreInterface",
+    "StoreSettings",
+    "StoredSecret",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -22,6 +22,7 @@ code meaning
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -100,7 +101,9 @@ def _parse_id(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
     except ValueError:
-        raise UsageError("the secret id must be a UUID (for example 8c9e1f52-2d5f-4c5e-9d0e-4b7c1d1f0a11)") from None
+        raise UsageError(
+            "the secret id must be a UUID (for example 8c9e1f52-2d5f-4c5e-9d0e-4b7c1d1f0a11)"
+        ) from None
 
 
 def _read_values(args: argparse.Namespace, stdin: TextIO) -> dict[str, str]:
@@ -119,7 +122,9 @@ def _read_values(args: argparse.Namespace, stdin: TextIO) -> dict[str, str]:
             raise UsageError(f"cannot read {args.file}: {exc.strerror}") from None
         except ValueError as exc:
             # json's message quotes no document text beyond a position: safe to show.
-            raise UsageError(f"the values are not valid JSON ({type(exc).__name__} at {_position(exc)})") from None
+            raise UsageError(
+                f"the values are not valid JSON ({type(exc).__name__} at {_position(exc)})"
+            ) from None
         if not isinstance(document, dict):
             raise UsageError("the JSON document must be an object of string keys to string values")
         return document  # validated by the store
@@ -164,7 +169,7 @@ def cmd_info(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     environ = _environ(args)
     settings = StoreSettings.from_environ(environ)
     driver_class = load_driver_class(settings.backend)
-    driver_settings = driver_class.settings_class.from_environ(environ)  # type: ignore[attr-defined]
+    driver_settings = driver_class.settings_class.from_environ(environ)
     described = describe_settings(settings, driver_settings)
     data = {
         "version": __version__,
@@ -179,7 +184,7 @@ def cmd_info(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
         f"backend: {settings.backend} ({data['driver']})",
         "settings:",
         *(f"  {name.ljust(width)}  {value}" for name, value in described.items()),
-        "available backends: " + ", ".join(data["available_backends"]),  # type: ignore[arg-type]
+        "available backends: " + ", ".join(available_backends()),
     ]
     _emit(args, out, data, "\n".join(lines))
     return EXIT_OK
@@ -209,20 +214,24 @@ def cmd_check(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
             raise BackendError("check failed: the values read back differ from the values written")
         step("update_secret_values", lambda: store.update_secret_values(sid, {"probe": "updated"}))
         if store.get_secret_values(sid) != {"probe": "updated"}:
-            raise BackendError("check failed: the values read back after the update differ from the values written")
+            raise BackendError(
+                "check failed: the values read back after the update differ from the values written"
+            )
         step("delete_secret_values", lambda: store.delete_secret_values(sid))
         stored = False
         if store.secret_exists(sid):
             raise BackendError("check failed: the secret is still readable after delete")
     finally:
         if stored:
-            try:
+            # Best-effort clean-up: the original error is what the user must see.
+            with contextlib.suppress(Exception):
                 store.delete_secret_values(sid)
-            except Exception:  # noqa: S110 - best-effort clean-up; the original error is what matters
-                pass
         store.close()
     text = "\n".join(
-        [f"backend {store.backend}: ok (probe id {sid})", *(f"  {s['step']:<22} {s['ms']:>9.2f} ms" for s in steps)]
+        [
+            f"backend {store.backend}: ok (probe id {sid})",
+            *(f"  {s['step']:<22} {s['ms']:>9.2f} ms" for s in steps),
+        ]
     )
     _emit(args, out, {"backend": store.backend, "ok": True, "secret_id": str(sid), "steps": steps}, text)
     return EXIT_OK
@@ -298,8 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
         The parser.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--env-file", metavar="FILE", help="read MULTICLOUD_STORE_* variables from FILE too")
-    common.add_argument("--json", action="store_true", help="machine-readable output, one JSON document")
+    # SUPPRESS: the option may come before or after the command without the subparser resetting it.
+    common.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="read MULTICLOUD_STORE_* variables from FILE too",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output (JSON)"
+    )
 
     parser = argparse.ArgumentParser(
         prog="multicloud-store",
@@ -320,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_values(command: argparse.ArgumentParser) -> None:
         command.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="values as arguments")
         command.add_argument("--file", metavar="FILE.json", help="values from a JSON object in a file")
-        command.add_argument("--stdin", action="store_true", help="values from a JSON object on standard input")
+        command.add_argument(
+            "--stdin", action="store_true", help="values from a JSON object on standard input"
+        )
 
     put = add("put", cmd_put, "store a new secret")
     put.add_argument("--id", help="the secret's UUID (default: a new random one, printed)")
@@ -339,28 +358,36 @@ def build_parser() -> argparse.ArgumentParser:
     source = migrate.add_mutually_exclusive_group(required=True)
     source.add_argument("--source-env-file", metavar="FILE", help="source configuration as an env file")
     source.add_argument(
-        "--source-prefix", metavar="PREFIX", help="source configuration from variables PREFIX<NAME>, e.g. SRC_"
+        "--source-prefix",
+        metavar="PREFIX",
+        help="source configuration from variables PREFIX<NAME>, e.g. SRC_",
     )
-    source.add_argument(
-        "--source-zenml",
-        choices=["aws", "gcp", "azure"],
-        help="read ZenML's built-in secrets store layout on this cloud (with --source-env-file/-prefix for its "
-        "settings, given as MULTICLOUD_STORE_<CLOUD>_* names)",
+    migrate.add_argument(
+        "--source-layout",
+        choices=["multicloud-store", "zenml"],
+        default="multicloud-store",
+        help="'zenml' reads the layout of ZenML's built-in AWS, GCP or Azure secrets store (the source's "
+        "MULTICLOUD_STORE_BACKEND picks the cloud)",
     )
-    migrate.add_argument("--source-zenml-env-file", metavar="FILE", help=argparse.SUPPRESS)
     target = migrate.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-env-file", metavar="FILE", help="target configuration as an env file")
-    target.add_argument("--target-prefix", metavar="PREFIX", help="target configuration from variables PREFIX<NAME>")
+    target.add_argument(
+        "--target-prefix", metavar="PREFIX", help="target configuration from variables PREFIX<NAME>"
+    )
     migrate.add_argument("--dry-run", action="store_true", help="report what would be copied; write nothing")
     migrate.add_argument(
-        "--delete-source", action="store_true", help="after a full, verified, failure-free run, delete the sources"
+        "--delete-source",
+        action="store_true",
+        help="after a full, verified, failure-free run, delete the sources",
     )
     migrate.add_argument("--workers", type=int, default=8, help="concurrent copies (default 8)")
     migrate.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stdin: TextIO | None = None
+) -> int:
     """Run the command line.
 
     Args:
@@ -374,6 +401,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     out = stdout or sys.stdout
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.json = getattr(args, "json", False)
+    args.env_file = getattr(args, "env_file", None)
     try:
         return int(args.handler(args, out, stdin or sys.stdin))
     except KeyboardInterrupt:

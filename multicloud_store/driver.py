@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from pydantic_settings import BaseSettings
+    from multicloud_store.settings import EnvSettings
 
 __all__ = ["DriverLimits", "SecretsDriver", "StoredSecret", "read_many_sequential"]
 
@@ -107,7 +107,7 @@ class SecretsDriver(Protocol):
     """
 
     backend_name: ClassVar[str]
-    settings_class: ClassVar[type[BaseSettings]]
+    settings_class: ClassVar[type[EnvSettings]]
 
     @property
     def limits(self) -> DriverLimits:

@@ -74,7 +74,9 @@ def decode(payload: str) -> Envelope:
         raise EnvelopeError("payload is not a multicloud-store envelope")
     version = document[_MARK]
     if version != ENVELOPE_VERSION:
-        raise EnvelopeError(f"envelope version {version!r} is not supported (this release reads {ENVELOPE_VERSION})")
+        raise EnvelopeError(
+            f"envelope version {version!r} is not supported (this release reads {ENVELOPE_VERSION})"
+        )
     deployment, secret_id, values = document.get("deployment"), document.get("id"), document.get("values")
     if not isinstance(deployment, str) or not isinstance(secret_id, str) or not isinstance(values, dict):
         raise EnvelopeError("envelope fields are missing or of the wrong type")

@@ -69,6 +69,7 @@ class EnvSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read init arguments, then the environment (or the mapping given to `from_environ`); no dotenv."""
         environ = _ENVIRON.get()
         if environ is not None:
             return (init_settings, _MappingEnvSource(settings_cls, environ))

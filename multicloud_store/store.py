@@ -78,7 +78,9 @@ def _coerce_id(secret_id: object) -> UUID:
 
 def _validate_values(secret_values: object) -> dict[str, str]:
     if not isinstance(secret_values, Mapping):
-        raise InvalidSecretError(f"secret values must be a dict of str to str, got {type(secret_values).__name__}")
+        raise InvalidSecretError(
+            f"secret values must be a dict of str to str, got {type(secret_values).__name__}"
+        )
     out: dict[str, str] = {}
     for index, (key, value) in enumerate(secret_values.items()):
         if not isinstance(key, str):
@@ -148,7 +150,7 @@ class SecretsStore(SecretsStoreInterface):
         from multicloud_store.registry import load_driver_class
 
         driver_class = load_driver_class(settings.backend)
-        driver_settings = driver_class.settings_class.from_environ(environ)  # type: ignore[attr-defined]
+        driver_settings = driver_class.settings_class.from_environ(environ)
         return cls(settings, driver_settings=driver_settings)
 
     # -- construction -------------------------------------------------------------------------------------
@@ -161,7 +163,7 @@ class SecretsStore(SecretsStoreInterface):
             driver_class = load_driver_class(self.settings.backend)
             driver_settings = self._driver_settings
             if driver_settings is None:
-                driver_settings = driver_class.settings_class.from_environ()  # type: ignore[attr-defined]
+                driver_settings = driver_class.settings_class.from_environ()
             self._driver = driver_class(driver_settings)  # type: ignore[call-arg]
         limits = self._driver.limits
         sample = self._name(UUID(int=0))
@@ -292,9 +294,9 @@ class SecretsStore(SecretsStoreInterface):
             opened = envelope.decode(stored.payload)
         except envelope.EnvelopeError as exc:
             labels = stored.labels
-            if labels.get(LABEL_DEPLOYMENT) == self.settings.deployment_id and labels.get(LABEL_SECRET_ID) == str(
-                secret_id
-            ):
+            if labels.get(LABEL_DEPLOYMENT) == self.settings.deployment_id and labels.get(
+                LABEL_SECRET_ID
+            ) == str(secret_id):
                 raise SecretCorruptedError(
                     f"secret {secret_id} on backend {self.backend!r} is labelled as ours but its payload cannot "
                     f"be read: {exc}",
@@ -337,7 +339,11 @@ class SecretsStore(SecretsStoreInterface):
             )
             raise
         logger.debug(
-            "%s %s on %s in %.1f ms", operation, secret_id, self.backend, (time.perf_counter() - started) * 1000
+            "%s %s on %s in %.1f ms",
+            operation,
+            secret_id,
+            self.backend,
+            (time.perf_counter() - started) * 1000,
         )
         return result
 
@@ -531,7 +537,7 @@ class SecretsStore(SecretsStoreInterface):
                     stored.update(part)
         else:
             names = [self._name(s) for s in pending]
-            for name, result in zip(names, self._executor().map(self._read_one, names)):
+            for name, result in zip(names, self._executor().map(self._read_one, names), strict=False):
                 stored[name] = result
         for sid in pending:
             outcomes[sid] = self._outcome(sid, stored.get(self._name(sid)), generation)
@@ -540,9 +546,12 @@ class SecretsStore(SecretsStoreInterface):
     def _read_chunk(self, chunk: list[UUID]) -> Mapping[str, StoredSecret | Exception]:
         names = [self._name(s) for s in chunk]
         try:
-            return self._call("get_many", None, self.driver.read_many, names)
+            result: Mapping[str, StoredSecret | Exception] = self._call(
+                "get_many", None, self.driver.read_many, names
+            )
         except MultiCloudStoreError as exc:
             return dict.fromkeys(names, exc)
+        return result
 
     def _read_one(self, name: str) -> StoredSecret | Exception:
         try:
@@ -560,7 +569,9 @@ class SecretsStore(SecretsStoreInterface):
             error = (
                 result
                 if isinstance(result, MultiCloudStoreError)
-                else MultiCloudStoreError(f"reading secret {sid} failed: {type(result).__name__}", secret_id=sid)
+                else MultiCloudStoreError(
+                    f"reading secret {sid} failed: {type(result).__name__}", secret_id=sid
+                )
             )
             if isinstance(error, SecretNotFoundError):
                 if self._cache is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,9 +14,9 @@ for _name in [n for n in os.environ if n.startswith("MULTICLOUD_STORE_")]:
 
 
 @pytest.fixture
-def local_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def local_env(tmp_path: Path) -> dict[str, str]:
     """Environment for a local store in a temporary directory."""
-    yield {
+    return {
         "MULTICLOUD_STORE_BACKEND": "local",
         "MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "secrets.db"),
     }

@@ -45,7 +45,9 @@ class TestMemoryContract(StoreContract):
 
     @pytest.fixture
     def make_store(self, driver: MemoryDriver) -> Callable[[str], SecretsStore]:
-        return lambda deployment: SecretsStore(StoreSettings(backend="memory", deployment_id=deployment), driver=driver)
+        return lambda deployment: SecretsStore(
+            StoreSettings(backend="memory", deployment_id=deployment), driver=driver
+        )
 
     @pytest.fixture
     def faults(self, driver: MemoryDriver) -> MemoryFaults:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import os
 import secrets
@@ -128,7 +129,7 @@ class LocalDriver:
     """
 
     backend_name: ClassVar[str] = "local"
-    settings_class: ClassVar[type[LocalSettings]] = LocalSettings
+    settings_class: ClassVar[type[EnvSettings]] = LocalSettings
     # The cloud backends' common ceiling, so a secret that works locally also fits AWS and GCP.
     _LIMITS = DriverLimits(max_payload_bytes=65_536)
 
@@ -166,7 +167,9 @@ class LocalDriver:
                 _create_exclusive(key_file, base64.b64encode(secrets.token_bytes(32)) + b"\n")
             text = key_file.read_bytes().strip()
         except PermissionError as exc:
-            raise BackendPermissionError(f"cannot read or create the key file {key_file}: permission denied") from exc
+            raise BackendPermissionError(
+                f"cannot read or create the key file {key_file}: permission denied"
+            ) from exc
         except OSError as exc:
             raise ConfigurationError(
                 f"cannot read or create the key file {key_file} ({exc.strerror}); set MULTICLOUD_STORE_LOCAL_KEY "
@@ -216,7 +219,9 @@ class LocalDriver:
             connection.executescript(_SCHEMA)
             self._check_key(connection)
         except PermissionError as exc:
-            raise BackendPermissionError(f"cannot open the local store {self.path}: permission denied") from exc
+            raise BackendPermissionError(
+                f"cannot open the local store {self.path}: permission denied"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise _translate(exc, f"cannot open the local store {self.path}") from exc
         except OSError as exc:
@@ -333,7 +338,9 @@ class LocalDriver:
             try:
                 rows = (
                     self._connection()
-                    .execute("SELECT name, labels FROM secrets WHERE name > ? ORDER BY name LIMIT ?", (after, size))
+                    .execute(
+                        "SELECT name, labels FROM secrets WHERE name > ? ORDER BY name LIMIT ?", (after, size)
+                    )
                     .fetchall()
                 )
             except sqlite3.DatabaseError as exc:
@@ -376,10 +383,9 @@ def _create_exclusive(path: Path, content: bytes) -> None:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)  # fails if the file exists: never overwrite a key in use
-        except FileExistsError:
-            pass
+        # link() fails if the file exists: never overwrite a key in use (another process won the race).
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 

@@ -45,9 +45,11 @@ class MemoryDriver:
     """
 
     backend_name: ClassVar[str] = "memory"
-    settings_class: ClassVar[type[MemorySettings]] = MemorySettings
+    settings_class: ClassVar[type[EnvSettings]] = MemorySettings
 
-    def __init__(self, settings: MemorySettings | None = None, *, data: dict[str, StoredSecret] | None = None) -> None:
+    def __init__(
+        self, settings: MemorySettings | None = None, *, data: dict[str, StoredSecret] | None = None
+    ) -> None:
         self.settings = settings or MemorySettings()
         self._data: dict[str, StoredSecret] = data if data is not None else {}
         self._lock = threading.Lock()
@@ -147,4 +149,3 @@ class MemoryDriver:
 
     def close(self) -> None:
         """Nothing to release."""
-

@@ -312,7 +312,9 @@ class StoreContract:
 
     # -- listing ------------------------------------------------------------------------------------------
 
-    def test_list_across_pages_only_this_deployment(self, store: SecretsStore, other_store: SecretsStore) -> None:
+    def test_list_across_pages_only_this_deployment(
+        self, store: SecretsStore, other_store: SecretsStore
+    ) -> None:
         mine = {uuid.uuid4() for _ in range(self.list_count)}
         theirs = {uuid.uuid4() for _ in range(3)}
         with ThreadPoolExecutor(8) as pool:
@@ -380,18 +382,21 @@ class StoreContract:
 
     # -- secrecy ------------------------------------------------------------------------------------------
 
-    def test_values_never_in_repr_or_errors(self, store: SecretsStore, caplog: pytest.LogCaptureFixture) -> None:
+    def test_values_never_in_repr_or_errors(
+        self, store: SecretsStore, caplog: pytest.LogCaptureFixture
+    ) -> None:
         caplog.set_level("DEBUG")
         sid = uuid.uuid4()
         store.store_secret_values(sid, {"password": SENTINEL})
         store.get_secret_values(sid)
         errors = []
-        for call in (
+        calls: list[Callable[[], object]] = [
             lambda: store.store_secret_values(sid, {"password": SENTINEL}),
             lambda: store.update_secret_values(sid, {"password": SENTINEL + "\x00"}),
             lambda: store.update_secret_values(sid, {"password": SENTINEL, "port": 5}),  # type: ignore[dict-item]
             lambda: store.update_secret_values(sid, {"password": SENTINEL * 100_000}),
-        ):
+        ]
+        for call in calls:
             with pytest.raises(Exception) as info:
                 call()
             errors.append(info.value)

@@ -1,0 +1,151 @@
+"""Read the secrets of ZenML's built-in AWS, GCP and Azure secrets stores, for ``multicloud-store migrate``.
+
+ZenML's own stores keep one cloud secret per ZenML secret: AWS ``zenml/<uuid>``, GCP and Azure ``zenml-<uuid>``,
+the values as a flat JSON object, and the owner in the ``zenml`` (server id) and ``zenml_secret_id`` tags or labels.
+This source lists them through our own drivers (same settings, same error mapping) and hands their values to the
+migration, which writes them under the same UUIDs, so ZenML's database rows keep pointing at the right secrets.
+ZenML itself is not imported.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+from uuid import UUID
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from multicloud_store.errors import ConfigurationError, SecretCorruptedError, SecretNotFoundError
+from multicloud_store.settings import EnvSettings, StoreSettings
+
+__all__ = ["ZENML_NAME_PREFIXES", "ZenmlLayoutSettings", "ZenmlLayoutSource"]
+
+# ZenML 0.98: AWS_ZENML_SECRET_NAME_PREFIX + "/", GCP/AZURE_ZENML_SECRET_NAME_PREFIX + "-".
+ZENML_NAME_PREFIXES = {"aws": "zenml/", "gcp": "zenml-", "azure": "zenml-"}
+ZENML_SERVER_LABEL = "zenml"
+ZENML_SECRET_ID_LABEL = "zenml_secret_id"
+
+
+class ZenmlLayoutSettings(EnvSettings):
+    """Which ZenML server's secrets to read (``MULTICLOUD_STORE_ZENML_*``).
+
+    Attributes:
+        server_id: The ZenML server (zen store) id that ZenML wrote into the ``zenml`` tag or label of each
+            secret; ``zenml status`` or the server's ``/api/v1/info`` shows it.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_ZENML_")
+
+    server_id: UUID = Field(description="the ZenML server id")
+
+
+class ZenmlLayoutSource:
+    """A migration source over ZenML's built-in layout on one cloud.
+
+    Args:
+        backend: ``aws``, ``gcp`` or ``azure``.
+        driver: Our driver for that cloud, configured for the account ZenML used.
+        server_id: The ZenML server id whose secrets to read.
+    """
+
+    supported: ClassVar[tuple[str, ...]] = tuple(ZENML_NAME_PREFIXES)
+
+    def __init__(self, backend: str, driver: object, server_id: UUID) -> None:
+        if backend not in ZENML_NAME_PREFIXES:
+            raise ConfigurationError(
+                f"MULTICLOUD_STORE_BACKEND={backend!r}: ZenML's built-in layout exists on aws, gcp and azure only",
+                variable="MULTICLOUD_STORE_BACKEND",
+            )
+        from multicloud_store.driver import SecretsDriver
+
+        assert isinstance(driver, SecretsDriver)
+        self.backend = backend
+        self.driver: SecretsDriver = driver
+        self.server_id = server_id
+        self.prefix = ZENML_NAME_PREFIXES[backend]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ZenmlLayoutSource:
+        """Build the source from ``MULTICLOUD_STORE_BACKEND``, ``MULTICLOUD_STORE_ZENML_SERVER_ID`` and the cloud's settings.
+
+        Args:
+            environ: Variables to read instead of the process environment.
+
+        Returns:
+            The source.
+        """
+        from multicloud_store.registry import load_driver_class
+
+        settings = StoreSettings.from_environ(environ)
+        layout = ZenmlLayoutSettings.from_environ(environ)
+        driver_class = load_driver_class(settings.backend)
+        driver = driver_class(driver_class.settings_class.from_environ(environ))  # type: ignore[call-arg]
+        return cls(settings.backend, driver, layout.server_id)
+
+    def __repr__(self) -> str:
+        return f"ZenmlLayoutSource(backend={self.backend!r}, server_id='{self.server_id}')"
+
+    def _name(self, secret_id: UUID) -> str:
+        return f"{self.prefix}{secret_id}"
+
+    def list_secret_ids(self) -> Iterator[UUID]:
+        """Yield the ids of the server's secrets, lazily.
+
+        Yields:
+            Secret ids.
+        """
+        for name in self.driver.list_names({ZENML_SERVER_LABEL: str(self.server_id)}):
+            if name.startswith(self.prefix):
+                try:
+                    yield UUID(name[len(self.prefix) :])
+                except ValueError:
+                    continue
+
+    def get_secret_values(self, secret_id: UUID) -> dict[str, str]:
+        """Read one secret's values from ZenML's layout.
+
+        Args:
+            secret_id: The id.
+
+        Returns:
+            The values.
+
+        Raises:
+            SecretNotFoundError: No such secret, or it belongs to another ZenML server.
+            SecretCorruptedError: The value is not ZenML's flat JSON object of strings.
+        """
+        stored = self.driver.read(self._name(secret_id))
+        labels = stored.labels
+        # Drivers that return tags with the read let us check ownership; the listing already filtered by them.
+        if labels and (
+            labels.get(ZENML_SERVER_LABEL) != str(self.server_id)
+            or labels.get(ZENML_SECRET_ID_LABEL, str(secret_id)) != str(secret_id)
+        ):
+            raise SecretNotFoundError(
+                f"ZenML secret {secret_id} belongs to another ZenML server", secret_id=secret_id
+            )
+        try:
+            values = json.loads(stored.payload) if stored.payload else {}
+        except ValueError:
+            values = None
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise SecretCorruptedError(
+                f"ZenML secret {secret_id} is not a JSON object of strings", secret_id=secret_id
+            )
+        return values
+
+    def delete_secret_values(self, secret_id: UUID) -> None:
+        """Delete one secret from ZenML's layout.
+
+        Args:
+            secret_id: The id.
+        """
+        self.driver.delete(self._name(secret_id))
+
+    def close(self) -> None:
+        """Close the driver."""
+        self.driver.close()

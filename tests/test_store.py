@@ -1,0 +1,291 @@
+"""Dispatcher behaviour: validation before the network, envelope, ownership, errors, logging, repr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import uuid
+from typing import Any
+
+import pytest
+
+from multicloud_store import envelope
+from multicloud_store.driver import DriverLimits, SecretsDriver, StoredSecret
+from multicloud_store.drivers.memory import MemoryDriver, MemorySettings
+from multicloud_store.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    InvalidSecretError,
+    MultiCloudStoreError,
+    SecretCorruptedError,
+    SecretExistsError,
+    SecretNotFoundError,
+)
+from multicloud_store.settings import StoreSettings
+from multicloud_store.store import LABEL_DEPLOYMENT, LABEL_SECRET_ID, SecretsStore
+from multicloud_store.testing import BAD_IDS, BAD_VALUES
+
+SENTINEL = "zz-sentinel-secret-value-41"
+
+
+@pytest.fixture
+def driver() -> MemoryDriver:
+    return MemoryDriver(MemorySettings())
+
+
+@pytest.fixture
+def store(driver: MemoryDriver) -> SecretsStore:
+    return SecretsStore(StoreSettings(backend="memory", deployment_id="prod"), driver=driver)
+
+
+def test_the_driver_protocol_is_satisfied(driver: MemoryDriver) -> None:
+    assert isinstance(driver, SecretsDriver)
+
+
+def test_backend_name_is_prefix_dash_uuid(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "b"})
+    assert list(driver._data) == [f"multicloud-store-{sid}"]
+    assert store.secret_name(sid) == f"multicloud-store-{sid}"
+
+
+def test_envelope_records_deployment_and_id(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "b"})
+    stored = driver._data[store.secret_name(sid)]
+    assert json.loads(stored.payload) == {
+        "multicloud-store": 1,
+        "deployment": "prod",
+        "id": str(sid),
+        "values": {"a": "b"},
+    }
+    assert stored.labels[LABEL_DEPLOYMENT] == "prod"
+    assert stored.labels[LABEL_SECRET_ID] == str(sid)
+
+
+def test_a_read_is_one_round_trip(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "b"})
+    driver.calls.clear()
+    store.get_secret_values(sid)
+    assert sum(driver.calls.values()) == 1
+
+
+@pytest.mark.parametrize("bad_id", BAD_IDS, ids=lambda v: repr(v)[:20])
+def test_bad_ids_never_reach_the_driver(store: SecretsStore, driver: MemoryDriver, bad_id: Any) -> None:
+    for call in (
+        lambda: store.store_secret_values(bad_id, {"a": "1"}),
+        lambda: store.get_secret_values(bad_id),
+        lambda: store.update_secret_values(bad_id, {"a": "1"}),
+        lambda: store.delete_secret_values(bad_id),
+        lambda: store.get_many([uuid.uuid4(), bad_id]),
+    ):
+        with pytest.raises(InvalidSecretError):
+            call()
+    assert sum(driver.calls.values()) == 0
+
+
+@pytest.mark.parametrize("bad_values", BAD_VALUES, ids=lambda v: repr(v)[:30])
+def test_bad_values_never_reach_the_driver(
+    store: SecretsStore, driver: MemoryDriver, bad_values: Any
+) -> None:
+    sid = uuid.uuid4()
+    for call in (
+        lambda: store.store_secret_values(sid, bad_values),
+        lambda: store.update_secret_values(sid, bad_values),
+    ):
+        with pytest.raises(InvalidSecretError):
+            call()
+    assert sum(driver.calls.values()) == 0
+
+
+def test_oversized_payload_never_reaches_the_driver(store: SecretsStore, driver: MemoryDriver) -> None:
+    with pytest.raises(InvalidSecretError, match=r"would be \d+ bytes, the limit is 25000 bytes"):
+        store.store_secret_values(uuid.uuid4(), {"k": "x" * 25_000})
+    assert sum(driver.calls.values()) == 0
+
+
+def test_exists_is_not_a_key_error(store: SecretsStore) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {})
+    with pytest.raises(SecretExistsError) as info:
+        store.store_secret_values(sid, {})
+    assert not isinstance(info.value, KeyError)
+    assert info.value.secret_id == sid
+    assert info.value.backend == "memory"
+
+
+def test_not_found_is_a_key_error_with_a_readable_message(store: SecretsStore) -> None:
+    sid = uuid.uuid4()
+    with pytest.raises(KeyError) as info:
+        store.get_secret_values(sid)
+    assert isinstance(info.value, SecretNotFoundError)
+    assert str(info.value).startswith("secret ")  # not the quoted repr KeyError.__str__ would give
+    assert info.value.secret_id == sid
+
+
+def test_foreign_payload_under_our_name_is_not_ours(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    name = store.secret_name(sid)
+    driver._data[name] = StoredSecret(name, '{"username": "someone else"}', {})
+    with pytest.raises(SecretNotFoundError):
+        store.get_secret_values(sid)
+    with pytest.raises(SecretNotFoundError):
+        store.delete_secret_values(sid)
+    assert name in driver._data
+
+
+def test_envelope_of_another_id_is_not_ours(store: SecretsStore, driver: MemoryDriver) -> None:
+    # A payload copied onto another name must not be served under that name.
+    a, b = uuid.uuid4(), uuid.uuid4()
+    store.store_secret_values(a, {"v": "a"})
+    driver._data[store.secret_name(b)] = StoredSecret(
+        store.secret_name(b), driver._data[store.secret_name(a)].payload
+    )
+    with pytest.raises(SecretNotFoundError):
+        store.get_secret_values(b)
+
+
+def test_garbage_labelled_as_ours_is_corruption(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    name = store.secret_name(sid)
+    old = driver._data[name]
+    driver._data[name] = StoredSecret(name, "{not json", old.labels)
+    with pytest.raises(SecretCorruptedError):
+        store.get_secret_values(sid)
+
+
+def test_newer_envelope_version_is_reported(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    name = store.secret_name(sid)
+    old = driver._data[name]
+    document = json.loads(old.payload)
+    document["multicloud-store"] = 2
+    driver._data[name] = StoredSecret(name, json.dumps(document), old.labels)
+    with pytest.raises(SecretCorruptedError, match="version 2 is not supported"):
+        store.get_secret_values(sid)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "",
+        "null",
+        "[]",
+        '"text"',
+        '{"multicloud-store": 1}',
+        '{"multicloud-store": 1, "deployment": "prod", "id": "x", "values": {"a": 1}}',
+        '{"multicloud-store": 1, "deployment": 5, "id": "x", "values": {}}',
+    ],
+)
+def test_envelope_decode_rejects_malformed(payload: str) -> None:
+    with pytest.raises(envelope.EnvelopeError):
+        envelope.decode(payload)
+
+
+def test_backend_errors_are_stamped_and_propagate(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    driver.fail_next(lambda: BackendUnavailableError("injected"), operations={"read"})
+    with pytest.raises(BackendUnavailableError) as info:
+        store.get_secret_values(sid)
+    assert info.value.secret_id == sid
+    assert info.value.backend == "memory"
+
+
+def test_update_of_missing_secret_writes_nothing(store: SecretsStore, driver: MemoryDriver) -> None:
+    with pytest.raises(SecretNotFoundError):
+        store.update_secret_values(uuid.uuid4(), {"a": "1"})
+    assert driver.calls["replace"] == 0
+    assert not driver._data
+
+
+def test_failed_create_leaves_nothing(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    driver.fail_next(lambda: BackendUnavailableError("injected"), operations={"create"})
+    with pytest.raises(BackendUnavailableError):
+        store.store_secret_values(sid, {"a": "1"})
+    assert not store.secret_exists(sid)
+
+
+def test_errors_pickle_with_their_attributes() -> None:
+    sid = uuid.uuid4()
+    error = SecretNotFoundError("secret x not found", secret_id=sid, backend="aws")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is SecretNotFoundError
+    assert (copy.secret_id, copy.backend, str(copy)) == (sid, "aws", "secret x not found")
+
+
+def test_no_value_in_debug_logs_errors_or_reprs(
+    store: SecretsStore, driver: MemoryDriver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sid = uuid.uuid4()
+    texts: list[str] = []
+    store.store_secret_values(sid, {"password": SENTINEL})
+    store.get_secret_values(sid)
+    store.get_many([sid, uuid.uuid4()])
+    for bad in ({"password": SENTINEL, "n": 1}, {"password": SENTINEL + "\x00"}, {"p": SENTINEL * 20_000}):
+        with pytest.raises(MultiCloudStoreError) as info:
+            store.update_secret_values(sid, bad)  # type: ignore[arg-type]
+        texts += [str(info.value), repr(info.value)]
+    with pytest.raises(SecretExistsError) as exists:
+        store.store_secret_values(sid, {"password": SENTINEL})
+    texts += [str(exists.value), repr(exists.value)]
+    outcomes = store.get_many([sid])
+    store.update_secret_values(sid, {"password": SENTINEL + "2"})
+    store.delete_secret_values(sid)
+    texts += [
+        caplog.text,
+        repr(store),
+        repr(driver),
+        repr(outcomes),
+        repr(driver._data),
+        repr(store.settings),
+    ]
+    assert caplog.text  # debug logging did happen
+    assert not [t for t in texts if SENTINEL in t]
+
+
+def test_settings_that_do_not_fit_the_backend_fail_at_construction(driver: MemoryDriver) -> None:
+    class StrictDriver(MemoryDriver):
+        @property
+        def limits(self) -> DriverLimits:
+            return DriverLimits(max_payload_bytes=100, name_pattern=r"[a-z0-9-]+", max_name_length=40)
+
+    with pytest.raises(ConfigurationError, match="MULTICLOUD_STORE_NAME_PREFIX"):
+        SecretsStore(StoreSettings(backend="memory", name_prefix="Upper"), driver=StrictDriver())
+
+
+def test_list_ignores_names_that_are_not_ours(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {})
+    labels = dict(driver._data[store.secret_name(sid)].labels)
+    driver._data["multicloud-store-not-a-uuid"] = StoredSecret("multicloud-store-not-a-uuid", "{}", labels)
+    driver._data["other-prefix-x"] = StoredSecret("other-prefix-x", "{}", labels)
+    assert list(store.list_secret_ids()) == [sid]
+
+
+def test_closed_store_refuses_calls(driver: MemoryDriver) -> None:
+    store = SecretsStore(StoreSettings(backend="memory"), driver=driver)
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(MultiCloudStoreError, match="closed"):
+        store.get_secret_values(uuid.uuid4())
+
+
+def test_from_env_reads_only_the_given_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MULTICLOUD_STORE_BACKEND", "aws")
+    store = SecretsStore.from_env(
+        {"MULTICLOUD_STORE_BACKEND": "memory", "MULTICLOUD_STORE_DEPLOYMENT_ID": "x"}
+    )
+    assert store.backend == "memory"
+    assert store.settings.deployment_id == "x"
+
+
+def test_zenml_uuid_deployment_id_is_accepted() -> None:
+    deployment = uuid.uuid4()
+    settings = StoreSettings(backend="memory", deployment_id=str(deployment).upper())
+    assert settings.deployment_id == str(deployment)
