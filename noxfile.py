@@ -26,7 +26,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 def tests(session: nox.Session) -> None:
     """Core tests: the contract suite on memory and local, dispatcher, settings, registry, CLI."""
     session.install("-e", ".", *TEST_TOOLS)
-    _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/bench")
+    _pytest(session, "tests", "--ignore=tests/zenml")
 
 
 def _backend_session(session: nox.Session, name: str) -> None:
@@ -98,4 +98,4 @@ def bench(session: nox.Session) -> None:
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure",
         "zenml==0.98.0", "moto[server]>=5.0", "psutil>=5.9",
     )  # fmt: skip
-    session.run("python", "-m", "tests.bench", *session.posargs)
+    session.run("python", "benchmarks/run.py", *session.posargs)
