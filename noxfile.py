@@ -11,7 +11,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = False
-nox.options.sessions = ["tests", "aws", "gcp", "azure", "zenml", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "aws", "gcp", "azure", "cross", "zenml", "lint", "typecheck", "docs"]
 
 PYTHON = "3.11"
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
@@ -26,7 +26,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 def tests(session: nox.Session) -> None:
     """Core tests: the contract suite on memory and local, dispatcher, settings, registry, CLI."""
     session.install("-e", ".", *TEST_TOOLS)
-    _pytest(session, "tests", "--ignore=tests/zenml")
+    _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/cross")
 
 
 def _backend_session(session: nox.Session, name: str) -> None:
@@ -50,6 +50,15 @@ def gcp(session: nox.Session) -> None:
 def azure(session: nox.Session) -> None:
     """Azure backend against the project's Key Vault emulator over HTTPS; no AWS or Google SDK."""
     _backend_session(session, "azure")
+
+
+@nox.session(python=PYTHON)
+def cross(session: nox.Session) -> None:
+    """Every backend side by side: one behaviour, one variable to switch, migration between every pair."""
+    session.install(
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "moto[server]>=5.0", *TEST_TOOLS
+    )  # fmt: skip
+    _pytest(session, "tests/cross")
 
 
 @nox.session(python=PYTHON)
