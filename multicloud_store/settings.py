@@ -54,8 +54,14 @@ class EnvSettings(BaseSettings):
     Subclasses set ``model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_<BACKEND>_")``.
     """
 
+    # hide_input_in_errors: a rejected value may be a credential; errors name the variable, never the input.
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", case_sensitive=False, validate_default=True, frozen=True
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+        frozen=True,
+        hide_input_in_errors=True,
     )
 
     secret_fields: ClassVar[tuple[str, ...]] = ()

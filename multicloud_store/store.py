@@ -37,9 +37,9 @@ __all__ = ["LABEL_DEPLOYMENT", "LABEL_MANAGED_BY", "LABEL_SECRET_ID", "ReadOutco
 
 logger = logging.getLogger("multicloud_store")
 
-LABEL_MANAGED_BY = "managed-by"
-LABEL_DEPLOYMENT = "mcs-deployment"
-LABEL_SECRET_ID = "mcs-secret-id"
+LABEL_MANAGED_BY = "managed_by"
+LABEL_DEPLOYMENT = "mcs_deployment"
+LABEL_SECRET_ID = "mcs_secret_id"
 MANAGED_BY = "multicloud-store"
 
 

@@ -1,0 +1,684 @@
+"""The ``gcp`` backend: Google Cloud Secret Manager, over gRPC (default) or REST.
+
+- One Secret Manager secret per store secret, named as the dispatcher says, carrying the dispatcher's labels.
+  Its latest version holds the payload, sent with a CRC32C checksum and checked against the service's checksum
+  on every read.
+- An update adds a version, then destroys the enabled or disabled versions beyond ``keep_versions`` (every
+  active version is billed). The newest version is never destroyed, so a reader of ``latest`` always has one.
+- Creating is two calls (CreateSecret, AddSecretVersion). If the second fails the empty secret is deleted
+  again; if the process dies in between, the next store of the same id completes the empty secret, once it is
+  older than ``repair_grace_seconds`` (younger, another writer may still be adding its first version).
+- Every call carries a per-attempt timeout and one retry policy (unavailable, throttled, 5xx, timeouts)
+  bounded by ``retry_deadline``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, ClassVar
+
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.api_core import retry as gretry
+from google.api_core.timeout import ConstantTimeout
+
+from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
+from multicloud_store.errors import (
+    BackendError,
+    ConfigurationError,
+    MultiCloudStoreError,
+    SecretCorruptedError,
+    SecretExistsError,
+    SecretNotFoundError,
+    SecretStateError,
+)
+from multicloud_store.settings import EnvSettings
+from multicloud_store_gcp.errors import RETRYABLE, credentials_error, status_name, translate
+from multicloud_store_gcp.settings import GcpSettings
+
+__all__ = ["GcpDriver"]
+
+logger = logging.getLogger("multicloud_store.gcp")
+
+_BACKEND = "gcp"
+_SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
+# Versions that still hold a payload (and are billed); DESTROYED ones hold nothing.
+_LIVE_VERSIONS = "state:ENABLED OR state:DISABLED"
+_REPAIR_ANNOTATION = "multicloud-store-repair"
+_LIST_PAGE_SIZE = 100
+
+# The client library logs request and response bodies (secret values) at DEBUG once its "google" loggers are
+# enabled; these are the loggers that do it.
+_SDK_LOGGERS = tuple(
+    f"google.cloud.secretmanager_v1.services.secret_manager_service.{module}"
+    for module in ("client", "transports.grpc", "transports.rest")
+)
+_REDACTED = "<redacted by multicloud-store>"
+
+
+class _PayloadScrubber(logging.Filter):
+    """Replace the bodies the client library attaches to its DEBUG records; keep everything else."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for attribute in ("httpRequest", "httpResponse", "request", "response"):
+            value = record.__dict__.get(attribute)
+            if isinstance(value, dict) and "payload" in value:
+                record.__dict__[attribute] = {**value, "payload": _REDACTED}
+        return True
+
+
+_SCRUBBER = _PayloadScrubber()
+
+
+def _scrub_sdk_logs() -> None:
+    for name in _SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        if _SCRUBBER not in sdk_logger.filters:
+            sdk_logger.addFilter(_SCRUBBER)
+
+
+def _claim_time(annotation: str | None) -> float:
+    try:
+        return float(annotation) if annotation else 0.0
+    except ValueError:
+        return 0.0  # not a claim of ours: it does not hold anything back
+
+
+def _version_number(version_name: str) -> int | None:
+    tail = version_name.rsplit("/", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _credentials_from_info(info: Any) -> tuple[Any, str | None]:
+    """Load credentials of a known type with that type's own loader.
+
+    google.auth's generic loaders accept any credential configuration (and are deprecated for it); the
+    type-specific ones load only what they are named for.
+
+    Raises:
+        ValueError: Not a credentials object of a supported type, or a malformed one.
+    """
+    kind = info.get("type") if isinstance(info, dict) else None
+    loader: Any  # google.auth's loaders are untyped
+    project = None
+    if kind == "service_account":
+        from google.oauth2 import service_account
+
+        loader, project = service_account.Credentials.from_service_account_info, info.get("project_id")
+    elif kind == "authorized_user":
+        from google.oauth2 import credentials as user_credentials
+
+        loader = user_credentials.Credentials.from_authorized_user_info
+    elif kind == "impersonated_service_account":
+        from google.auth import impersonated_credentials
+
+        loader = impersonated_credentials.Credentials.from_impersonated_service_account_info
+    elif kind == "external_account":  # workload identity federation
+        source = info.get("credential_source") or {}
+        if str(source.get("environment_id", "")).startswith("aws"):
+            from google.auth import aws
+
+            loader = aws.Credentials.from_info
+        elif "executable" in source:
+            from google.auth import pluggable
+
+            loader = pluggable.Credentials.from_info
+        else:
+            from google.auth import identity_pool
+
+            loader = identity_pool.Credentials.from_info
+    else:
+        raise ValueError(
+            f"credentials of type {kind!r} are not supported here (service_account, authorized_user, "
+            "impersonated_service_account, external_account); point GOOGLE_APPLICATION_CREDENTIALS at them "
+            "instead"
+        )
+    return loader(info, scopes=list(_SCOPES)), project
+
+
+class GcpDriver:
+    """Secrets in Google Cloud Secret Manager. Thread-safe: one client, created on first use, shared by all.
+
+    Args:
+        settings: Its settings; read from ``MULTICLOUD_STORE_GCP_*`` when omitted.
+        client: A ready ``SecretManagerServiceClient`` (tests, or one built by hand); the driver does not
+            close it. ``settings.project_id`` is then required.
+
+    Raises:
+        ConfigurationError: A setting is missing or wrong.
+    """
+
+    backend_name: ClassVar[str] = "gcp"
+    settings_class: ClassVar[type[EnvSettings]] = GcpSettings
+    _LIMITS: ClassVar[DriverLimits] = DriverLimits(
+        max_payload_bytes=65_536,
+        name_pattern=r"[A-Za-z0-9_-]+",
+        max_name_length=255,
+        # GCP also allows international lowercase letters; ASCII is what the dispatcher writes.
+        max_labels=64,
+        label_key_pattern=r"[a-z][a-z0-9_-]{0,62}",
+        label_value_pattern=r"[a-z0-9_-]{0,63}",
+        batch_read_size=1,
+    )
+
+    def __init__(self, settings: GcpSettings | None = None, *, client: Any = None) -> None:
+        self.settings = settings if settings is not None else GcpSettings.from_environ()
+        if client is not None and self.settings.project_id is None:
+            variable = GcpSettings.env_name("project_id")
+            raise ConfigurationError(
+                f"{variable} is required when a client is passed in", variable=variable, backend=_BACKEND
+            )
+        self._client: Any = client
+        self._owns_client = client is None
+        self._parent: str | None = self._parent_of(self.settings.project_id) if client is not None else None
+        self._lock = threading.Lock()
+        self._closed = False
+        # Per attempt: a float would be read as one deadline for all attempts together.
+        self._timeout = ConstantTimeout(self.settings.timeout)  # type: ignore[no-untyped-call]
+        self._retry = self._make_retry()
+
+    def __repr__(self) -> str:
+        settings = self.settings
+        return (
+            f"GcpDriver(project={settings.project_id!r}, location={settings.location!r}, "
+            f"transport={settings.transport!r}, endpoint={settings.resolved_endpoint()!r})"
+        )
+
+    @property
+    def limits(self) -> DriverLimits:
+        """What this backend accepts."""
+        return self._LIMITS
+
+    # -- client -------------------------------------------------------------------------------------------
+
+    def _parent_of(self, project: str | None) -> str:
+        location = self.settings.location
+        return f"projects/{project}" + (f"/locations/{location}" if location else "")
+
+    def _make_retry(self, on_error: Callable[[Exception], None] | None = None) -> gretry.Retry | None:
+        settings = self.settings
+        if settings.retry_deadline == 0:
+            return None
+        return gretry.Retry(
+            predicate=gretry.if_exception_type(*RETRYABLE),
+            initial=settings.retry_initial_backoff,
+            maximum=settings.retry_max_backoff,
+            multiplier=2.0,
+            timeout=settings.retry_deadline,
+            on_error=on_error,
+        )
+
+    def _retry_noting_failures(self) -> tuple[gretry.Retry | None, list[Exception]]:
+        """A retry policy that records every retried failure: a later answer may then be our own doing."""
+        failures: list[Exception] = []
+        return self._make_retry(on_error=failures.append), failures
+
+    def _connect(self) -> tuple[Any, str]:
+        """Return the client and the parent resource (``projects/P`` or ``projects/P/locations/L``)."""
+        if self._closed:
+            raise BackendError("this GCP Secret Manager driver is closed", backend=_BACKEND)
+        client, parent = self._client, self._parent
+        if client is not None and parent is not None:
+            return client, parent
+        with self._lock:
+            if self._closed:
+                raise BackendError("this GCP Secret Manager driver is closed", backend=_BACKEND)
+            if self._client is None or self._parent is None:
+                self._client, project = self._build_client()
+                self._parent = self._parent_of(project)
+            return self._client, self._parent
+
+    def _build_client(self) -> tuple[Any, str]:
+        from google.cloud.secretmanager_v1 import SecretManagerServiceClient
+
+        _scrub_sdk_logs()
+        settings = self.settings
+        endpoint = settings.resolved_endpoint()
+        try:
+            if settings.anonymous:
+                # Both checked by GcpSettings.
+                assert settings.project_id is not None
+                assert endpoint is not None
+                if settings.transport == "grpc":
+                    # An emulator speaks plaintext gRPC; the default channel would insist on TLS.
+                    import grpc
+                    from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
+                        SecretManagerServiceGrpcTransport,
+                    )
+
+                    transport = SecretManagerServiceGrpcTransport(channel=grpc.insecure_channel(endpoint))
+                    return SecretManagerServiceClient(transport=transport), settings.project_id
+                from google.auth.credentials import AnonymousCredentials
+
+                credentials: Any = AnonymousCredentials()  # type: ignore[no-untyped-call]
+                project = settings.project_id
+            else:
+                credentials, project = self._credentials()
+            options = {"api_endpoint": endpoint} if endpoint is not None else None
+            client = SecretManagerServiceClient(
+                credentials=credentials, transport=settings.transport, client_options=options
+            )
+        except MultiCloudStoreError:
+            raise
+        except Exception as exc:
+            raise translate(exc, operation="creating the client") from exc
+        return client, project
+
+    def _credentials(self) -> tuple[Any, str]:
+        """Resolve credentials and the project: the settings first, then Application Default Credentials."""
+        import google.auth
+        from google.auth import exceptions as auth_exceptions
+
+        settings = self.settings
+        variable: str | None = None
+        try:
+            if settings.credentials_json is not None:
+                variable = GcpSettings.env_name("credentials_json")
+                info = json.loads(settings.credentials_json.get_secret_value())
+                credentials, project = _credentials_from_info(info)
+            elif settings.credentials_file is not None:
+                variable = GcpSettings.env_name("credentials_file")
+                info = json.loads(settings.credentials_file.read_text(encoding="utf-8"))
+                credentials, project = _credentials_from_info(info)
+            else:
+                credentials, project = google.auth.default(scopes=list(_SCOPES))
+        except (auth_exceptions.DefaultCredentialsError, ValueError, OSError) as exc:
+            # ValueError: not JSON, or a malformed key; OSError: the file cannot be read.
+            raise credentials_error(exc, variable=variable) from exc
+        if settings.impersonate_service_account is not None:
+            from google.auth import impersonated_credentials
+
+            credentials = impersonated_credentials.Credentials(  # type: ignore[no-untyped-call]
+                source_credentials=credentials,
+                target_principal=settings.impersonate_service_account,
+                target_scopes=list(_SCOPES),
+            )
+        project = settings.project_id or project
+        if not project:
+            variable = GcpSettings.env_name("project_id")
+            raise ConfigurationError(
+                f"no GCP project: set {variable} (the credentials do not name a project)",
+                variable=variable,
+                backend=_BACKEND,
+            )
+        return credentials, project
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    def read(self, name: str) -> StoredSecret:
+        """Read the latest version in one call; see `SecretsDriver.read`.
+
+        Raises:
+            SecretNotFoundError: No such secret, or it has no version left to read.
+            SecretStateError: Its latest version is disabled.
+            SecretCorruptedError: The payload does not match its checksum.
+        """
+        client, parent = self._connect()
+        latest = f"{parent}/secrets/{name}/versions/latest"
+        try:
+            response = client.access_secret_version(
+                request={"name": latest}, retry=self._retry, timeout=self._timeout
+            )
+        except gexc.BadRequest as exc:
+            # FAILED_PRECONDITION (gRPC) or 400 (REST): the latest version is disabled or destroyed.
+            if status_name(exc) in (None, "FAILED_PRECONDITION"):
+                raise self._unreadable(client, latest, name, exc) from exc
+            raise translate(exc, operation="read", name=name) from exc
+        except Exception as exc:
+            raise translate(exc, operation="read", name=name) from exc
+        payload = response.payload
+        data = bytes(payload.data)
+        if "data_crc32c" in payload and google_crc32c.value(data) != payload.data_crc32c:
+            raise SecretCorruptedError(
+                f"GCP Secret Manager: the payload of secret {name!r} does not match its CRC32C checksum; "
+                "it was corrupted in transit or at rest",
+                backend=_BACKEND,
+            )
+        # We only ever write UTF-8; anything else is not ours, and the dispatcher's envelope check says so.
+        text = data.decode("utf-8", errors="replace")
+        return StoredSecret(name=name, payload=text, labels={}, version=response.name.rsplit("/", 1)[-1])
+
+    def _unreadable(self, client: Any, latest: str, name: str, original: Exception) -> MultiCloudStoreError:
+        """Explain why ``latest`` cannot be accessed: one more call, on this error path only."""
+        try:
+            version = client.get_secret_version(
+                request={"name": latest}, retry=self._retry, timeout=self._timeout
+            )
+        except Exception:
+            # Cannot tell (no versions.get, or an outage): the service's own refusal says it best.
+            return translate(original, operation="read", name=name)
+        state = getattr(version.state, "name", str(version.state))
+        if state == "DESTROYED":
+            return SecretNotFoundError(
+                f"GCP Secret Manager: secret {name!r} has no readable version (its latest version is "
+                "destroyed)",
+                backend=_BACKEND,
+            )
+        if state == "DISABLED":
+            return SecretStateError(
+                f"GCP Secret Manager: the latest version of secret {name!r} "
+                f"({version.name.rsplit('/', 1)[-1]}) is disabled; enable it to use this secret",
+                backend=_BACKEND,
+            )
+        return translate(original, operation="read", name=name)
+
+    def read_many(self, names: list[str]) -> Mapping[str, StoredSecret | Exception]:
+        """Read one by one (Secret Manager has no batch read); see `SecretsDriver.read_many`."""
+        return read_many_sequential(self, names)
+
+    # -- writing ------------------------------------------------------------------------------------------
+
+    def create(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
+        """Create the secret and its first version; see `SecretsDriver.create`.
+
+        Raises:
+            SecretExistsError: A secret of that name exists (unless it is our own empty leftover, which is
+                completed instead).
+        """
+        client, parent = self._connect()
+        data = payload.encode("utf-8")
+        retry, failures = self._retry_noting_failures()
+        try:
+            client.create_secret(
+                request={"parent": parent, "secret_id": name, "secret": self._new_secret(labels)},
+                retry=retry,
+                timeout=self._timeout,
+            )
+        except gexc.Conflict as exc:  # AlreadyExists over gRPC, 409 over REST
+            # After a retried attempt, the secret that exists may be the one our lost attempt created.
+            self._complete_existing(client, parent, name, data, labels, exc, retried=bool(failures))
+            return
+        except Exception as exc:
+            raise translate(exc, operation="create", name=name) from exc
+        self._first_version(client, parent, name, data)
+
+    def _new_secret(self, labels: Mapping[str, str]) -> dict[str, Any]:
+        settings = self.settings
+        secret: dict[str, Any] = {"labels": dict(labels)}
+        if settings.location is not None:
+            # Regional secrets have no replication policy; CMEK is set on the secret itself.
+            key = settings.kms_key_for(None)
+            if key is not None:
+                secret["customer_managed_encryption"] = {"kms_key_name": key}
+        elif settings.replication_locations:
+            replicas = []
+            for location in settings.replication_locations:
+                replica: dict[str, Any] = {"location": location}
+                key = settings.kms_key_for(location)
+                if key is not None:
+                    replica["customer_managed_encryption"] = {"kms_key_name": key}
+                replicas.append(replica)
+            secret["replication"] = {"user_managed": {"replicas": replicas}}
+        else:
+            automatic: dict[str, Any] = {}
+            if settings.kms_key_name is not None:
+                automatic["customer_managed_encryption"] = {"kms_key_name": settings.kms_key_name}
+            secret["replication"] = {"automatic": automatic}
+        return secret
+
+    def _add_version(self, client: Any, parent: str, name: str, data: bytes) -> str:
+        response = client.add_secret_version(
+            request={
+                "parent": f"{parent}/secrets/{name}",
+                "payload": {"data": data, "data_crc32c": google_crc32c.value(data)},
+            },
+            retry=self._retry,
+            timeout=self._timeout,
+        )
+        return str(response.name)
+
+    def _first_version(self, client: Any, parent: str, name: str, data: bytes) -> None:
+        """Add the first version of a secret we created; on failure, delete the empty secret again."""
+        try:
+            self._add_version(client, parent, name, data)
+        except Exception as exc:
+            if isinstance(exc, gexc.NotFound):
+                # Deleted by someone else between our two calls: never a KeyError from a store.
+                error: MultiCloudStoreError = BackendError(
+                    f"GCP Secret Manager: secret {name!r} was deleted by another client while it was being "
+                    "created; nothing was stored",
+                    backend=_BACKEND,
+                )
+            else:
+                error = translate(exc, operation="create", name=name)
+            self._discard_empty(client, parent, name)
+            raise error from exc
+
+    def _discard_empty(self, client: Any, parent: str, name: str) -> None:
+        try:
+            client.delete_secret(
+                request={"name": f"{parent}/secrets/{name}"}, retry=self._retry, timeout=self._timeout
+            )
+        except gexc.NotFound:
+            pass
+        except Exception as exc:
+            logger.warning(
+                "could not delete the empty secret %s after a failed store (%s); the next store of the same "
+                "id completes it",
+                name,
+                type(exc).__name__,
+            )
+
+    def _complete_existing(
+        self,
+        client: Any,
+        parent: str,
+        name: str,
+        data: bytes,
+        labels: Mapping[str, str],
+        conflict: Exception,
+        *,
+        retried: bool,
+    ) -> None:
+        """Decide whether an existing secret is our own empty leftover; if so, give it its first version."""
+        path = f"{parent}/secrets/{name}"
+        exists = SecretExistsError(f"GCP Secret Manager: secret {name!r} already exists", backend=_BACKEND)
+        try:
+            secret = client.get_secret(request={"name": path}, retry=self._retry, timeout=self._timeout)
+            if any(secret.labels.get(key) != value for key, value in labels.items()):
+                raise exists from conflict
+            if self._has_live_version(client, path):
+                raise exists from conflict
+        except (gexc.NotFound, gexc.Forbidden) as exc:
+            # Deleted meanwhile, or we may not look (no secrets.get or versions.list): either way it existed.
+            raise exists from exc
+        except MultiCloudStoreError:
+            raise
+        except Exception as exc:
+            raise translate(exc, operation="create", name=name) from exc
+        if not retried:
+            # Younger than the grace period, the empty secret (or an earlier claim on it) may be another
+            # writer's store in progress: for this call, the id exists.
+            now, grace = time.time(), self.settings.repair_grace_seconds
+            created = secret.create_time.timestamp()
+            claimed = _claim_time(secret.annotations.get(_REPAIR_ANNOTATION))
+            if now - max(created, claimed) < grace:
+                raise SecretExistsError(
+                    f"GCP Secret Manager: secret {name!r} already exists (it has no version yet, and another "
+                    f"writer may be storing it; it is completed by a store after {grace:g} s)",
+                    backend=_BACKEND,
+                ) from conflict
+            self._claim(client, secret, name)
+        logger.info("completing secret %s, left without a version by an interrupted store", name)
+        self._first_version(client, parent, name, data)
+
+    def _has_live_version(self, client: Any, path: str) -> bool:
+        pager = client.list_secret_versions(
+            request={"parent": path, "filter": _LIVE_VERSIONS, "page_size": 1},
+            retry=self._retry,
+            timeout=self._timeout,
+        )
+        return next(iter(pager), None) is not None
+
+    def _claim(self, client: Any, secret: Any, name: str) -> None:
+        """Mark the empty secret as being completed by us (when), conditional on its etag: one writer wins.
+
+        Writers that read the secret before the claim lose on the etag; those that read it after see the claim
+        and wait out the grace period.
+        """
+        annotations = dict(secret.annotations)
+        annotations[_REPAIR_ANNOTATION] = f"{time.time():.3f}"
+        try:
+            client.update_secret(
+                request={
+                    "secret": {"name": secret.name, "etag": secret.etag, "annotations": annotations},
+                    "update_mask": {"paths": ["annotations"]},
+                },
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+        except (gexc.BadRequest, gexc.Conflict) as exc:
+            # An etag mismatch (FAILED_PRECONDITION or ABORTED): another writer claimed it first.
+            if status_name(exc) in (None, "FAILED_PRECONDITION", "ABORTED", "ALREADY_EXISTS"):
+                raise SecretExistsError(
+                    f"GCP Secret Manager: secret {name!r} already exists (another writer is completing it)",
+                    backend=_BACKEND,
+                ) from exc
+            raise translate(exc, operation="create", name=name) from exc
+        except gexc.NotFound as exc:
+            raise SecretExistsError(
+                f"GCP Secret Manager: secret {name!r} already exists", backend=_BACKEND
+            ) from exc
+        except Exception as exc:
+            raise translate(exc, operation="create", name=name) from exc
+
+    def replace(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
+        """Add a version, then prune the old ones; see `SecretsDriver.replace`.
+
+        Readers of ``latest`` switch from the old payload to the new one in one step. Labels are left as they
+        are: the dispatcher writes the same ones on every call.
+
+        Raises:
+            SecretNotFoundError: No such secret.
+        """
+        client, parent = self._connect()
+        try:
+            version = self._add_version(client, parent, name, payload.encode("utf-8"))
+        except Exception as exc:
+            raise translate(exc, operation="update", name=name) from exc
+        number = _version_number(version)
+        # Version numbers count up from 1, so a secret cannot hold more than `number` versions.
+        if number is None or number > self.settings.keep_versions:
+            self._prune(client, f"{parent}/secrets/{name}", name)
+
+    def _prune(self, client: Any, path: str, name: str) -> None:
+        """Destroy live versions beyond ``keep_versions``, newest kept. Best effort, without retries.
+
+        A failure is logged and left for the next update, which destroys every version beyond the limit.
+        """
+        keep = self.settings.keep_versions
+        try:
+            pager = client.list_secret_versions(
+                request={"parent": path, "filter": _LIVE_VERSIONS, "page_size": _LIST_PAGE_SIZE},
+                retry=None,
+                timeout=self._timeout,
+            )
+            numbers = [number for v in pager if (number := _version_number(v.name)) is not None]
+        except Exception as exc:
+            logger.warning(
+                "could not list the versions of secret %s to prune them (%s); the next update prunes them",
+                name,
+                type(exc).__name__,
+            )
+            return
+        # Only versions listed here can go, and the newest listed one stays: the version just added (or a
+        # newer one of a concurrent update) is never destroyed.
+        for number in sorted(numbers, reverse=True)[keep:]:
+            try:
+                client.destroy_secret_version(
+                    request={"name": f"{path}/versions/{number}"}, retry=None, timeout=self._timeout
+                )
+            except (gexc.NotFound, gexc.BadRequest):
+                # Destroyed meanwhile by a concurrent update's pruning (FAILED_PRECONDITION), or gone.
+                logger.debug("version %s of secret %s was already destroyed", number, name)
+            except Exception as exc:
+                logger.warning(
+                    "could not destroy old version %s of secret %s (%s); the next update retries",
+                    number,
+                    name,
+                    type(exc).__name__,
+                )
+                return
+
+    def delete(self, name: str) -> None:
+        """Delete the secret and all its versions; the name is free again at once. See `SecretsDriver.delete`.
+
+        Raises:
+            SecretNotFoundError: No such secret.
+        """
+        client, parent = self._connect()
+        retry, failures = self._retry_noting_failures()
+        try:
+            client.delete_secret(
+                request={"name": f"{parent}/secrets/{name}"}, retry=retry, timeout=self._timeout
+            )
+        except gexc.NotFound as exc:
+            if failures:
+                return  # an earlier attempt, whose answer was lost, deleted it
+            raise translate(exc, operation="delete", name=name) from exc
+        except Exception as exc:
+            raise translate(exc, operation="delete", name=name) from exc
+
+    # -- listing and health -------------------------------------------------------------------------------
+
+    def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
+        """Yield the ids of secrets carrying all these labels, a page of 100 at a time, lazily.
+
+        Args:
+            labels: Labels every listed secret must carry (exact match, filtered by the service).
+
+        Yields:
+            Secret ids (the last segment of ``projects/P/secrets/ID``).
+        """
+        # A generator: nothing, not even the client, is touched before the first name is asked for.
+        try:
+            client, parent = self._connect()
+            pager = client.list_secrets(
+                request={
+                    "parent": parent,
+                    "filter": " AND ".join(
+                        f'labels.{key}="{value}"' for key, value in sorted(labels.items())
+                    ),
+                    "page_size": _LIST_PAGE_SIZE,
+                },
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            for page in pager.pages:
+                for secret in page.secrets:
+                    yield secret.name.rsplit("/", 1)[-1]
+        except MultiCloudStoreError:
+            raise
+        except Exception as exc:
+            raise translate(exc, operation="list") from exc
+
+    def health_check(self) -> None:
+        """List one secret: proves the endpoint, the credentials and ``secretmanager.secrets.list``.
+
+        Raises:
+            BackendError: The backend cannot be used.
+        """
+        client, parent = self._connect()
+        try:
+            client.list_secrets(
+                request={"parent": parent, "page_size": 1}, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            raise translate(exc, operation="health check") from exc
+
+    def close(self) -> None:
+        """Close the client's channel or HTTP session, if the driver created it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None and self._owns_client:
+            try:
+                client.transport.close()
+            except Exception as exc:  # closing is best effort; nothing is lost
+                logger.debug("closing the Secret Manager client failed: %s", type(exc).__name__)
