@@ -523,6 +523,10 @@ class _Backend:
         with self._lock:
             self._faults.append(fault)
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     def secret_ids(self, parent: str) -> list[str]:
         with self._lock:
             self._sweep(time.time_ns())
@@ -1261,6 +1265,10 @@ class SecretManagerEmulator:
     def reset(self) -> None:
         """Drop every secret, pending fault and call count; set latency to 0 and checksums back to correct."""
         self._backend.reset()
+
+    def clear_faults(self) -> None:
+        """Drop pending faults and keep everything stored (a test's outage is over)."""
+        self._backend.clear_faults()
 
     def inject_fault(self, code: str, *, times: int = 1, methods: Collection[str] | None = None) -> None:
         """Make the next ``times`` matching calls fail, on either front end.

@@ -51,13 +51,8 @@ def rest_env(emulator: SecretManagerEmulator, **extra: str) -> dict[str, str]:
 
 
 def clear_faults(emulator: SecretManagerEmulator) -> None:
-    """Drop pending injected faults but keep every secret.
-
-    The emulator has no public call for this (``reset()`` also drops the secrets), so reach into its backend.
-    """
-    backend = emulator._backend
-    with backend._lock:
-        backend._faults.clear()
+    """Drop pending injected faults but keep every secret."""
+    emulator.clear_faults()
 
 
 class EmulatorFaults:

@@ -779,3 +779,14 @@ def test_command_line() -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_clear_faults_keeps_secrets() -> None:
+    with SecretManagerEmulator() as emulator:
+        client = emulator.client("grpc")
+        client.create_secret(
+            parent="projects/p", secret_id="kept", secret={"replication": {"automatic": {}}}, retry=None
+        )
+        emulator.inject_fault("UNAVAILABLE", times=5)
+        emulator.clear_faults()
+        assert client.get_secret(name="projects/p/secrets/kept", retry=None).name == "projects/p/secrets/kept"
