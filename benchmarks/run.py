@@ -167,6 +167,7 @@ def backends(tmp: Path, wanted: set[str]) -> Iterator[list[Backend]]:
             )
         if "azure" in wanted:
             from azure.keyvault.secrets import SecretClient
+
             from multicloud_store_azure.testing import KeyVaultEmulator, StaticTokenCredential
 
             vault = KeyVaultEmulator().start()

@@ -141,8 +141,11 @@ class SecretsDriver(Protocol):
     def delete(self, name: str) -> None:
         """Delete a secret so that its name can be created again at once (where the service allows).
 
+        The dispatcher reads the secret (to prove ownership) just before, so a service that reports success for
+        a missing name (AWS with ``ForceDeleteWithoutRecovery``) need not spend a round trip to tell.
+
         Raises:
-            SecretNotFoundError: No such secret.
+            SecretNotFoundError: No such secret, where the service says so.
         """
         ...
 

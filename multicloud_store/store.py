@@ -151,7 +151,8 @@ class SecretsStore(SecretsStoreInterface):
 
         driver_class = load_driver_class(settings.backend)
         driver_settings = driver_class.settings_class.from_environ(environ)
-        return cls(settings, driver_settings=driver_settings)
+        # Build the driver here so the registry (an entry-point scan for cloud backends) is consulted once.
+        return cls(settings, driver=driver_class(driver_settings))  # type: ignore[call-arg]
 
     # -- construction -------------------------------------------------------------------------------------
 

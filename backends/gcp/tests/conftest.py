@@ -12,6 +12,7 @@ pytest.importorskip("google.cloud.secretmanager")
 
 from gcp_helpers import clear_faults, grpc_settings
 from google.cloud import secretmanager
+
 from multicloud_store_gcp.driver import GcpDriver
 from multicloud_store_gcp.testing import SecretManagerEmulator
 

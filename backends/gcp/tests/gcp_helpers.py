@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from multicloud_store.settings import StoreSettings
+from multicloud_store.store import SecretsStore
 from multicloud_store_gcp.driver import GcpDriver
 from multicloud_store_gcp.settings import GcpSettings
 from multicloud_store_gcp.testing import SecretManagerEmulator
-
-from multicloud_store.settings import StoreSettings
-from multicloud_store.store import SecretsStore
 
 PROJECT = "test-project"
 PARENT = f"projects/{PROJECT}"

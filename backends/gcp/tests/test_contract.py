@@ -7,12 +7,12 @@ from typing import ClassVar
 
 import pytest
 from gcp_helpers import EmulatorFaults, grpc_settings, rest_env
-from multicloud_store_gcp.driver import GcpDriver
-from multicloud_store_gcp.testing import SecretManagerEmulator
 
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
 from multicloud_store.testing import StoreContract, StoreFactory
+from multicloud_store_gcp.driver import GcpDriver
+from multicloud_store_gcp.testing import SecretManagerEmulator
 
 
 class TestGcpOverGrpc(StoreContract):

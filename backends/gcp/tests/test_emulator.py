@@ -19,7 +19,6 @@ pytest.importorskip("google.cloud.secretmanager")
 
 import google.auth.exceptions
 import grpc
-import multicloud_store_gcp
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.auth.credentials import AnonymousCredentials
@@ -27,6 +26,8 @@ from google.cloud import secretmanager
 from google.cloud.secretmanager_v1.services.secret_manager_service.transports import (
     SecretManagerServiceGrpcTransport,
 )
+
+import multicloud_store_gcp
 from multicloud_store_gcp.testing import METHODS, SecretManagerEmulator, crc32c
 
 PROJECT = "test-project"

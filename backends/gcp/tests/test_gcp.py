@@ -24,10 +24,6 @@ from gcp_helpers import FAST_RETRY, PARENT, PROJECT, grpc_settings, rest_env, st
 from google.api_core import exceptions as gexc
 from google.auth import exceptions as auth_exc
 from google.cloud import secretmanager
-from multicloud_store_gcp import errors as gcp_errors
-from multicloud_store_gcp.driver import GcpDriver
-from multicloud_store_gcp.settings import GcpSettings
-from multicloud_store_gcp.testing import SecretManagerEmulator, crc32c
 
 from multicloud_store.errors import (
     BackendError,
@@ -41,6 +37,10 @@ from multicloud_store.errors import (
 )
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
+from multicloud_store_gcp import errors as gcp_errors
+from multicloud_store_gcp.driver import GcpDriver
+from multicloud_store_gcp.settings import GcpSettings
+from multicloud_store_gcp.testing import SecretManagerEmulator, crc32c
 
 State = secretmanager.SecretVersion.State
 SENTINEL = "sentinel-GCP-value-must-never-leak-5d2a"
