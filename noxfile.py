@@ -29,8 +29,23 @@ def tests(session: nox.Session) -> None:
     _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/cross")
 
 
+# What must NOT be installed in each backend's session: proves a backend never needs another cloud's SDK.
+FOREIGN_SDKS = {
+    "aws": ["google.cloud.secretmanager", "azure.keyvault.secrets", "azure.identity"],
+    "gcp": ["boto3", "botocore", "azure.keyvault.secrets", "azure.identity"],
+    "azure": ["boto3", "botocore", "google.cloud.secretmanager", "google.api_core"],
+}
+
+
 def _backend_session(session: nox.Session, name: str) -> None:
     session.install("-e", ".", "-e", f"backends/{name}", *BACKENDS[name], *TEST_TOOLS)
+    probe = (
+        "import importlib.util, sys\n"
+        f"found = [m for m in {FOREIGN_SDKS[name]!r} if importlib.util.find_spec(m.split('.')[0]) and "
+        "importlib.util.find_spec(m)]\n"
+        "sys.exit(f'foreign SDKs installed: {found}' if found else 0)"
+    )
+    session.run("python", "-c", probe)
     _pytest(session, f"backends/{name}/tests")
 
 
