@@ -133,8 +133,11 @@ class SecretsDriver(Protocol):
     def replace(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Replace the payload of an existing secret, atomically for readers.
 
+        The dispatcher has just read the secret to prove ownership. A service whose write is an upsert (Azure)
+        cannot always tell that the secret vanished in between; raise where the service can tell.
+
         Raises:
-            SecretNotFoundError: No such secret.
+            SecretNotFoundError: No such secret, where the service says so.
         """
         ...
 

@@ -73,7 +73,8 @@ def backend_envs(
             "MULTICLOUD_STORE_GCP_ENDPOINT": gcp_emulator.rest_endpoint,  # type: ignore[attr-defined]
             "MULTICLOUD_STORE_GCP_TRANSPORT": "rest",
             "MULTICLOUD_STORE_GCP_ANONYMOUS": "true",
-            "MULTICLOUD_STORE_GCP_PROJECT_ID": "cross",
+            # Another project on the same emulator, so the two transports are two separate backends.
+            "MULTICLOUD_STORE_GCP_PROJECT_ID": "cross-rest",
         },
         "azure": {
             "MULTICLOUD_STORE_BACKEND": "azure",

@@ -1,0 +1,145 @@
+"""Fixtures for the Azure backend's tests: one Key Vault emulator for the session, reset after every test.
+
+The emulator serves HTTPS on 127.0.0.1 with its own CA, and the same vault in-process through an azure-core
+transport; every test goes through the real ``azure.keyvault.secrets.SecretClient``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("azure.keyvault.secrets")
+
+from azure.keyvault.secrets import SecretClient
+
+from multicloud_store_azure.driver import AzureDriver, client_options
+from multicloud_store_azure.settings import AzureSettings
+from multicloud_store_azure.testing import (
+    DEFAULT_TOKEN,
+    IN_PROCESS_VAULT_URL,
+    KeyVaultEmulator,
+    StaticTokenCredential,
+)
+
+# Never let a developer's own configuration leak into the tests.
+for _name in [n for n in os.environ if n.startswith("MULTICLOUD_STORE_")]:
+    del os.environ[_name]
+
+# Retries stay on (their behaviour is under test) but their pauses are kept tiny.
+FAST_RETRIES = {
+    "MULTICLOUD_STORE_AZURE_RETRY_BACKOFF_FACTOR": "0.001",
+    "MULTICLOUD_STORE_AZURE_RETRY_BACKOFF_MAX": "2",
+}
+
+
+class EmulatorFaults:
+    """The contract suite's `FaultInjector`, on the emulator's fault queue."""
+
+    # More than any test's calls, each retried `retry_total` times.
+    _MANY = 100_000
+
+    def __init__(self, emulator: KeyVaultEmulator) -> None:
+        self.emulator = emulator
+
+    def unavailable(self) -> None:
+        self.clear()
+        self.emulator.inject_fault(503, times=self._MANY)
+
+    def permission_denied(self) -> None:
+        self.clear()
+        self.emulator.inject_fault(403, times=self._MANY)
+
+    def clear(self) -> None:
+        clear_faults(self.emulator)
+
+
+def clear_faults(emulator: KeyVaultEmulator) -> None:
+    """Drop pending injected faults but keep the vault's secrets."""
+    emulator.clear_faults()
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[KeyVaultEmulator]:
+    with KeyVaultEmulator(token=DEFAULT_TOKEN) as emu:
+        yield emu
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator(emulator: KeyVaultEmulator) -> Iterator[None]:
+    yield
+    emulator.reset()
+
+
+@pytest.fixture
+def faults(emulator: KeyVaultEmulator) -> EmulatorFaults:
+    return EmulatorFaults(emulator)
+
+
+@pytest.fixture
+def https_env(emulator: KeyVaultEmulator) -> Callable[..., dict[str, str]]:
+    """Build the variables that select the emulator over HTTPS; keyword arguments add or override some."""
+
+    def build(**overrides: str) -> dict[str, str]:
+        env = {
+            "MULTICLOUD_STORE_BACKEND": "azure",
+            "MULTICLOUD_STORE_AZURE_VAULT_URL": emulator.vault_url,
+            "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN": DEFAULT_TOKEN,
+            "MULTICLOUD_STORE_AZURE_CA_BUNDLE": emulator.ca_cert_path,
+            **FAST_RETRIES,
+        }
+        env.update(overrides)
+        return {key: value for key, value in env.items() if value is not None}
+
+    return build
+
+
+def inprocess_settings(**overrides: Any) -> AzureSettings:
+    """Settings for the in-process vault, read from nothing but these values."""
+    values: dict[str, Any] = {
+        "vault_url": IN_PROCESS_VAULT_URL,
+        "access_token": DEFAULT_TOKEN,
+        "retry_backoff_factor": 0.001,
+        "retry_backoff_max": 2.0,
+    }
+    values.update(overrides)
+    return AzureSettings.from_environ({}, **values)
+
+
+@pytest.fixture
+def make_driver(emulator: KeyVaultEmulator) -> Iterator[Callable[..., AzureDriver]]:
+    """Build drivers with an injected ``SecretClient`` on the in-process transport; all closed afterwards.
+
+    ``transport=`` replaces the emulator's transport (for wrappers); other keywords override settings.
+    """
+    made: list[tuple[AzureDriver, SecretClient]] = []
+
+    def make(*, transport: Any = None, **overrides: Any) -> AzureDriver:
+        settings = inprocess_settings(**overrides)
+        client = SecretClient(
+            IN_PROCESS_VAULT_URL,
+            StaticTokenCredential(),
+            transport=transport if transport is not None else emulator.transport(),
+            **client_options(settings),
+        )
+        driver = AzureDriver(settings, client=client)
+        made.append((driver, client))
+        return driver
+
+    yield make
+    for driver, client in made:
+        driver.close()
+        client.close()
+
+
+@pytest.fixture
+def raw_client(emulator: KeyVaultEmulator) -> Iterator[SecretClient]:
+    """A plain SDK client on the same vault, to look behind the driver's back."""
+    client = SecretClient(
+        IN_PROCESS_VAULT_URL, StaticTokenCredential(), transport=emulator.transport(), retry_total=0
+    )
+    yield client
+    client.close()
