@@ -98,7 +98,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every backend package."""
     session.install("-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure")
-    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts]", "types-boto3")
+    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]")
     session.run(
         "mypy",
         "multicloud_store",
