@@ -7,7 +7,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from uuid import UUID
 
@@ -183,3 +183,17 @@ def test_cli_exit_code_9_lists_failed_ids(source: SecretsStore, tmp_path: Path) 
     result = _cli(["migrate", "--source-prefix", "SRC_", "--target-prefix", "DST_", "--no-progress"], env)
     assert result.returncode == 9
     assert f"failed {bad}" in result.stdout
+
+
+def test_a_copy_that_does_not_read_back_identical_is_a_failure(source: SecretsStore) -> None:
+    class TruncatingDriver(MemoryDriver):
+        """A backend that silently stores something else than it was given."""
+
+        def create(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
+            super().create(name, payload.replace('"i":"1"', '"i":"x"'), labels)
+
+    target = SecretsStore(StoreSettings(backend="memory"), driver=TruncatingDriver())
+    report = migrate(source, target)
+    assert list(report.failed) == [uuid.UUID(int=2)]  # the secret whose values were {"i": "1", ...}
+    assert "differs from the source" in report.failed[uuid.UUID(int=2)]
+    assert report.created == 29
