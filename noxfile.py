@@ -120,6 +120,6 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, measured as side-by-side ratios; writes docs/benchmarks.md."""
     session.install(
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure",
-        "zenml==0.98.0", "moto[server]>=5.0", "psutil>=5.9",
+        "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0",
     )  # fmt: skip
     session.run("python", "benchmarks/run.py", *session.posargs)

@@ -1402,6 +1402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delete-delay", type=float, default=0.0, help="seconds a deletion stays in progress"
     )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request (default: 0)")
     args = parser.parse_args(argv)
 
     emulator = KeyVaultEmulator(
@@ -1411,6 +1412,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         purge_protection=args.purge_protection,
         delete_delay=args.delete_delay,
     )
+    emulator.latency = args.latency
     with emulator:
         print(f"vault URL:    {emulator.vault_url}", flush=True)
         print(f"CA cert path: {emulator.ca_cert_path}", flush=True)
