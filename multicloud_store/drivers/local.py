@@ -216,6 +216,9 @@ class LocalDriver:
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            # One connection per thread: cap each page cache (default 2 MiB) so memory does not grow with the
+            # number of threads times the database size; reads are by primary key and the OS caches the file.
+            connection.execute("PRAGMA cache_size=-512")
             connection.executescript(_SCHEMA)
             self._check_key(connection)
         except PermissionError as exc:
