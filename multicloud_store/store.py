@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
@@ -318,6 +319,21 @@ class SecretsStore(SecretsStoreInterface):
             )
         return opened.values
 
+    @contextmanager
+    def _invalidating(self, name: str) -> Iterator[None]:
+        """Drop the cached read of ``name`` before and after a write.
+
+        Before, so a failed write leaves no stale hit; after, so a read that raced the write cannot keep the old
+        value.
+        """
+        if self._cache is not None:
+            self._cache.invalidate(name)
+        try:
+            yield
+        finally:
+            if self._cache is not None:
+                self._cache.invalidate(name)
+
     def _call(self, operation: str, secret_id: UUID | None, func: Any, *args: Any) -> Any:
         """Run a driver call, stamping errors with the id and backend, logging without values."""
         if self._closed:
@@ -370,13 +386,8 @@ class SecretsStore(SecretsStoreInterface):
         values = _validate_values(secret_values)
         payload = self._encode(sid, values)
         name = self._name(sid)
-        if self._cache is not None:
-            self._cache.invalidate(name)
-        try:
+        with self._invalidating(name):
             self._call("store", sid, self.driver.create, name, payload, self._labels(sid))
-        finally:
-            if self._cache is not None:
-                self._cache.invalidate(name)
 
     def get_secret_values(self, secret_id: UUID) -> dict[str, str]:
         """Return the values of a secret: one round trip to the backend (none on a cache hit).
@@ -433,14 +444,9 @@ class SecretsStore(SecretsStoreInterface):
         values = _validate_values(secret_values)
         payload = self._encode(sid, values)
         name = self._name(sid)
-        if self._cache is not None:
-            self._cache.invalidate(name)
-        try:
+        with self._invalidating(name):
             self._open(sid, self._call("update", sid, self.driver.read, name))
             self._call("update", sid, self.driver.replace, name, payload, self._labels(sid))
-        finally:
-            if self._cache is not None:
-                self._cache.invalidate(name)
 
     def delete_secret_values(self, secret_id: UUID) -> None:
         """Delete a secret of this deployment, so that its id can be stored again at once.
@@ -454,14 +460,9 @@ class SecretsStore(SecretsStoreInterface):
         """
         sid = _coerce_id(secret_id)
         name = self._name(sid)
-        if self._cache is not None:
-            self._cache.invalidate(name)
-        try:
+        with self._invalidating(name):
             self._open(sid, self._call("delete", sid, self.driver.read, name))
             self._call("delete", sid, self.driver.delete, name)
-        finally:
-            if self._cache is not None:
-                self._cache.invalidate(name)
 
     # -- beyond the interface -----------------------------------------------------------------------------
 
