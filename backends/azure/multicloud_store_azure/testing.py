@@ -1402,7 +1402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delete-delay", type=float, default=0.0, help="seconds a deletion stays in progress"
     )
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request (default: 0)")
+    parser.add_argument(
+        "--latency", type=float, default=0.0, help="seconds added to every request (default: 0)"
+    )
     args = parser.parse_args(argv)
 
     emulator = KeyVaultEmulator(
