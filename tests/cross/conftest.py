@@ -14,6 +14,15 @@ pytest.importorskip("multicloud_store_azure")
 pytest.importorskip("moto")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _thread_safe_moto() -> Iterator[None]:
+    """moto's backend is not safe for concurrent requests (it iterates a dict others write); real AWS is."""
+    from multicloud_store_aws.testing import thread_safe_moto
+
+    with thread_safe_moto():
+        yield
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer

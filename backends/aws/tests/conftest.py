@@ -29,6 +29,15 @@ ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing-secret-key"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _thread_safe_moto() -> Iterator[None]:
+    """moto's backend is not safe for concurrent requests (it iterates a dict others write); real AWS is."""
+    from multicloud_store_aws.testing import thread_safe_moto
+
+    with thread_safe_moto():
+        yield
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _clean_environment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Keep the developer's AWS setup out: no variables, no config files, no instance metadata lookups."""

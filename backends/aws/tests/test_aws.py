@@ -672,3 +672,16 @@ def test_debug_logs_hold_no_values_or_credentials(
     for secret in (SENTINEL, role.secret_access_key, role.session_token):
         assert secret not in logged
     assert "redacted by multicloud-store" in logged  # botocore did log those bodies and headers
+
+
+def test_thread_safe_moto_wraps_and_restores() -> None:
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    from multicloud_store_aws.testing import thread_safe_moto
+
+    # The session fixture already holds it; nested use must wrap again and restore to what was there.
+    before = SecretsManagerBackend.create_secret
+    with thread_safe_moto():
+        assert SecretsManagerBackend.create_secret is not before
+        assert SecretsManagerBackend.create_secret.__name__ == "create_secret"
+    assert SecretsManagerBackend.create_secret is before
