@@ -15,8 +15,6 @@ from typing import NamedTuple
 
 __all__ = ["ReadCache"]
 
-_MISSING = None
-
 
 class _Entry(NamedTuple):
     values: dict[str, str] | None  # None: a remembered "not found"

@@ -74,8 +74,10 @@ def decode(payload: str) -> Envelope:
         raise EnvelopeError("payload is not a multicloud-store envelope")
     version = document[_MARK]
     if version != ENVELOPE_VERSION:
+        # Only a number is echoed: anything else in that field is unknown text from the payload.
+        shown = str(version) if isinstance(version, int) else f"of type {type(version).__name__}"
         raise EnvelopeError(
-            f"envelope version {version!r} is not supported (this release reads {ENVELOPE_VERSION})"
+            f"envelope version {shown} is not supported (this release reads {ENVELOPE_VERSION})"
         )
     deployment, secret_id, values = document.get("deployment"), document.get("id"), document.get("values")
     if not isinstance(deployment, str) or not isinstance(secret_id, str) or not isinstance(values, dict):

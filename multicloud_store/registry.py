@@ -9,6 +9,7 @@ install hint instead of a bare `ImportError`.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, cast
 
 from multicloud_store.errors import BackendNotInstalledError, ConfigurationError
@@ -16,7 +17,13 @@ from multicloud_store.errors import BackendNotInstalledError, ConfigurationError
 if TYPE_CHECKING:
     from multicloud_store.driver import SecretsDriver
 
-__all__ = ["ENTRY_POINT_GROUP", "KNOWN_DISTRIBUTIONS", "available_backends", "load_driver_class"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "KNOWN_DISTRIBUTIONS",
+    "available_backends",
+    "driver_from_environ",
+    "load_driver_class",
+]
 
 ENTRY_POINT_GROUP = "multicloud_store.backends"
 
@@ -97,3 +104,17 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
             backend=name,
         ) from exc
     return cast("type[SecretsDriver]", loaded)
+
+
+def driver_from_environ(name: str, environ: Mapping[str, str] | None = None) -> SecretsDriver:
+    """Build a backend's driver from its ``MULTICLOUD_STORE_<BACKEND>_*`` variables (no network call).
+
+    Args:
+        name: The backend name.
+        environ: Variables to read instead of the process environment.
+
+    Returns:
+        The driver.
+    """
+    driver_class = load_driver_class(name)
+    return driver_class(driver_class.settings_class.from_environ(environ))  # type: ignore[call-arg]

@@ -147,13 +147,11 @@ class SecretsStore(SecretsStoreInterface):
         Returns:
             The store.
         """
-        settings = StoreSettings.from_environ(environ)
-        from multicloud_store.registry import load_driver_class
+        from multicloud_store.registry import driver_from_environ
 
-        driver_class = load_driver_class(settings.backend)
-        driver_settings = driver_class.settings_class.from_environ(environ)
+        settings = StoreSettings.from_environ(environ)
         # Build the driver here so the registry (an entry-point scan for cloud backends) is consulted once.
-        return cls(settings, driver=driver_class(driver_settings))  # type: ignore[call-arg]
+        return cls(settings, driver=driver_from_environ(settings.backend, environ))
 
     # -- construction -------------------------------------------------------------------------------------
 
@@ -257,15 +255,18 @@ class SecretsStore(SecretsStoreInterface):
             LABEL_SECRET_ID: str(secret_id),
         }
 
-    def _encode(self, secret_id: UUID, values: dict[str, str]) -> str:
+    def _sized(self, secret_id: UUID, values: dict[str, str]) -> tuple[str, int]:
         payload = envelope.encode(self.settings.deployment_id, secret_id, values)
         try:
-            size = len(payload.encode("utf-8"))
+            return payload, len(payload.encode("utf-8"))
         except UnicodeEncodeError:
             raise InvalidSecretError(
                 "secret keys or values contain characters that cannot be encoded as UTF-8 (lone surrogates)",
                 secret_id=secret_id,
             ) from None
+
+    def _encode(self, secret_id: UUID, values: dict[str, str]) -> str:
+        payload, size = self._sized(secret_id, values)
         limit = self.driver.limits.max_payload_bytes
         if size > limit:
             raise InvalidSecretError(
@@ -285,10 +286,12 @@ class SecretsStore(SecretsStoreInterface):
 
         Returns:
             The size of the stored payload in UTF-8 bytes.
+
+        Raises:
+            InvalidSecretError: The id or the values would be refused by `store_secret_values`.
         """
         sid = _coerce_id(secret_id)
-        values = _validate_values(secret_values)
-        return len(envelope.encode(self.settings.deployment_id, sid, values).encode("utf-8", "surrogatepass"))
+        return self._sized(sid, _validate_values(secret_values))[1]
 
     def _open(self, secret_id: UUID, stored: StoredSecret) -> dict[str, str]:
         """Check that a stored secret is ours and return its values."""

@@ -289,3 +289,21 @@ def test_zenml_uuid_deployment_id_is_accepted() -> None:
     deployment = uuid.uuid4()
     settings = StoreSettings(backend="memory", deployment_id=str(deployment).upper())
     assert settings.deployment_id == str(deployment)
+
+
+def test_an_unknown_envelope_version_is_not_echoed(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    name = store.secret_name(sid)
+    old = driver._data[name]
+    document = json.loads(old.payload)
+    document["multicloud-store"] = SENTINEL
+    driver._data[name] = StoredSecret(name, json.dumps(document), old.labels)
+    with pytest.raises(SecretCorruptedError, match="version of type str") as info:
+        store.get_secret_values(sid)
+    assert SENTINEL not in str(info.value)
+
+
+def test_payload_size_refuses_what_store_refuses(store: SecretsStore) -> None:
+    with pytest.raises(InvalidSecretError, match="surrogates"):
+        store.payload_size(uuid.uuid4(), {"k": "\ud800"})

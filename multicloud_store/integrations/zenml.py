@@ -112,17 +112,13 @@ class MultiCloudSecretsStore(BaseSecretsStore):  # type: ignore[misc]
         self._store: SecretsStore | None = None
         environ = self.config.environ()
         try:
-            self._settings = StoreSettings.from_environ(environ)
-            from multicloud_store.registry import load_driver_class
-
-            driver_class = load_driver_class(self._settings.backend)
-            self._driver_settings = driver_class.settings_class.from_environ(environ)
             # Build once now so every setting and naming rule is checked at server start.
-            probe = SecretsStore(self._settings, driver_settings=self._driver_settings)
+            probe = SecretsStore.from_env(environ)
         except MultiCloudStoreError as exc:
             variable = getattr(exc, "variable", None)
             hint = f" (ZENML_SECRETS_STORE_{variable[len(ENV_PREFIX) :]} or {variable})" if variable else ""
             raise ValueError(f"multicloud-store secrets store: {exc}{hint}") from exc
+        self._settings = probe.settings
         self._driver = probe.driver
         if self.config.deployment_id:
             self._store = probe

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 from uuid import UUID
 
 from pydantic import Field
@@ -19,6 +19,9 @@ from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError, SecretCorruptedError, SecretNotFoundError
 from multicloud_store.settings import EnvSettings, StoreSettings
+
+if TYPE_CHECKING:
+    from multicloud_store.driver import SecretsDriver
 
 __all__ = ["ZENML_NAME_PREFIXES", "ZenmlLayoutSettings", "ZenmlLayoutSource"]
 
@@ -52,17 +55,14 @@ class ZenmlLayoutSource:
 
     supported: ClassVar[tuple[str, ...]] = tuple(ZENML_NAME_PREFIXES)
 
-    def __init__(self, backend: str, driver: object, server_id: UUID) -> None:
+    def __init__(self, backend: str, driver: SecretsDriver, server_id: UUID) -> None:
         if backend not in ZENML_NAME_PREFIXES:
             raise ConfigurationError(
                 f"MULTICLOUD_STORE_BACKEND={backend!r}: ZenML's built-in layout exists on aws, gcp and azure only",
                 variable="MULTICLOUD_STORE_BACKEND",
             )
-        from multicloud_store.driver import SecretsDriver
-
-        assert isinstance(driver, SecretsDriver)
         self.backend = backend
-        self.driver: SecretsDriver = driver
+        self.driver = driver
         self.server_id = server_id
         self.prefix = ZENML_NAME_PREFIXES[backend]
 
@@ -76,13 +76,11 @@ class ZenmlLayoutSource:
         Returns:
             The source.
         """
-        from multicloud_store.registry import load_driver_class
+        from multicloud_store.registry import driver_from_environ
 
         settings = StoreSettings.from_environ(environ)
         layout = ZenmlLayoutSettings.from_environ(environ)
-        driver_class = load_driver_class(settings.backend)
-        driver = driver_class(driver_class.settings_class.from_environ(environ))  # type: ignore[call-arg]
-        return cls(settings.backend, driver, layout.server_id)
+        return cls(settings.backend, driver_from_environ(settings.backend, environ), layout.server_id)
 
     def __repr__(self) -> str:
         return f"ZenmlLayoutSource(backend={self.backend!r}, server_id='{self.server_id}')"
