@@ -6,14 +6,40 @@ backend never needs another cloud's SDK.
 
 from __future__ import annotations
 
+import shutil
+import sys
+
 import nox
+
+# Every Python the project supports (pyproject requires-python >=3.10), newest first.
+SUPPORTED_PYTHONS = ("3.13", "3.12", "3.11", "3.10")
+
+
+def _present_python() -> str:
+    """The supported interpreter to run every session on: the one running nox, else the newest on PATH.
+
+    When none is present this still names one, and ``error_on_missing_interpreters`` makes nox fail on it
+    instead of skipping every session and exiting 0.
+    """
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if running in SUPPORTED_PYTHONS:
+        return running
+    for version in SUPPORTED_PYTHONS:
+        if shutil.which(f"python{version}"):
+            return version
+    return SUPPORTED_PYTHONS[-1]
+
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
+# A missing interpreter is an error, never a skip: a skipped session must not let `nox` exit 0.
+nox.options.error_on_missing_interpreters = True
+# Use the interpreters on this machine; never fetch a standalone build behind the user's back.
+nox.options.download_python = "never"
 nox.options.sessions = ["tests", "aws", "gcp", "azure", "cross", "zenml", "lint", "typecheck", "docs"]
 
-PYTHON = "3.11"
+# `nox --force-python 3.12` runs every session on another interpreter.
+PYTHON = _present_python()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
 BACKENDS = {"aws": ["moto[server]>=5.0"], "gcp": [], "azure": []}
 

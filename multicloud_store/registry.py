@@ -9,7 +9,10 @@ install hint instead of a bare `ImportError`.
 from __future__ import annotations
 
 import importlib
+import json
+import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from multicloud_store.errors import BackendNotInstalledError, ConfigurationError
@@ -62,6 +65,31 @@ def available_backends() -> list[str]:
     return sorted({*_BUILTIN, *KNOWN_DISTRIBUTIONS, *_entry_points()})
 
 
+def _install_hint(name: str) -> tuple[str, str]:
+    """What installs backend ``name`` here, and the pip command for it, for how the core was installed.
+
+    Nothing is published on an index yet, so for a core installed from a checkout (PEP 610 ``direct_url.json``
+    names a local directory) the hint is the backend's directory in that checkout; otherwise the extra.
+    """
+    extra = f"multicloud-store[{name}]"
+    # Imported here: only a missing backend pays for them.
+    from importlib.metadata import distribution
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    try:
+        direct_url = json.loads(distribution("multicloud-store").read_text("direct_url.json") or "{}")
+    except (ImportError, OSError, ValueError):  # PackageNotFoundError is an ImportError
+        return extra, f"pip install '{extra}'"
+    url = str(direct_url.get("url", ""))
+    if "dir_info" in direct_url and url.startswith("file:"):
+        backend_dir = Path(url2pathname(urlparse(url).path)) / "backends" / name
+        if backend_dir.is_dir():
+            editable = "-e " if direct_url["dir_info"].get("editable") else ""
+            return str(backend_dir), f"pip install {editable}{shlex.quote(str(backend_dir))}"
+    return extra, f"pip install '{extra}'"
+
+
 def load_driver_class(name: str) -> type[SecretsDriver]:
     """Import and return the driver class of a backend.
 
@@ -79,11 +107,11 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
         return cast("type[SecretsDriver]", _import(_BUILTIN[name]))
     entry_point = _entry_points().get(name)
     distribution = KNOWN_DISTRIBUTIONS.get(name)
-    extra = f"multicloud-store[{name}]" if distribution else None
+    extra, command = _install_hint(name) if distribution else (None, None)
     if entry_point is None:
         if distribution:
             raise BackendNotInstalledError(
-                f"backend {name!r} is not installed: pip install '{extra}' (distribution {distribution})",
+                f"backend {name!r} is not installed: {command} (distribution {distribution})",
                 requirement=extra,
                 backend=name,
             )
@@ -97,7 +125,7 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
         loaded = entry_point.load()  # type: ignore[attr-defined]
     except ImportError as exc:
         # The driver is there but its SDK is not (a broken or partial install).
-        what = extra or f"the SDK that backend {name!r} needs"
+        what = command or f"the SDK that backend {name!r} needs"
         raise BackendNotInstalledError(
             f"backend {name!r} cannot be imported ({exc.name or exc}); install {what}",
             requirement=extra,

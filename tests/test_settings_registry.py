@@ -112,8 +112,11 @@ def test_known_but_missing_backend_names_the_distribution(tmp_path: Path) -> Non
     # Hide every installed multicloud_store_aws by shadowing the entry-point lookup with an empty group.
     result = _run(
         """
+        import importlib.metadata as m
         import multicloud_store.registry as r
         r._entry_points = lambda: {}
+        # As if installed from an index: no PEP 610 direct_url.json (a checkout gets a path; test_install_hint).
+        m.distribution = lambda name: type("D", (), {"read_text": staticmethod(lambda f: None)})()
         try:
             r.load_driver_class("aws")
         except r.BackendNotInstalledError as e:
