@@ -36,7 +36,7 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # Use the interpreters on this machine; never fetch a standalone build behind the user's back.
 nox.options.download_python = "never"
-nox.options.sessions = ["tests", "aws", "gcp", "azure", "cross", "zenml", "lint", "typecheck", "docs"]
+nox.options.sessions = ["tests", "aws", "gcp", "azure", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
 
 # `nox --force-python 3.12` runs every session on another interpreter.
 PYTHON = _present_python()
@@ -52,7 +52,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 def tests(session: nox.Session) -> None:
     """Core tests: the contract suite on memory and local, dispatcher, settings, registry, CLI."""
     session.install("-e", ".", *TEST_TOOLS)
-    _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/cross")
+    _pytest(session, "tests", "--ignore=tests/zenml", "--ignore=tests/cross", "--ignore=tests/install")
 
 
 # What must NOT be installed in each backend's session: proves a backend never needs another cloud's SDK.
@@ -150,3 +150,10 @@ def bench(session: nox.Session) -> None:
         "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0",
     )  # fmt: skip
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def install(session: nox.Session) -> None:
+    """Every install line of the README and docs, as written, in a fresh venv; nox's interpreter options."""
+    session.install("nox>=2025.2", "uv>=0.4", *TEST_TOOLS)
+    _pytest(session, "tests/install")
