@@ -24,6 +24,7 @@ from multicloud_store.errors import (
     InvalidSecretError,
     MultiCloudStoreError,
     SecretCorruptedError,
+    SecretExistsError,
     SecretNotFoundError,
 )
 from multicloud_store.interface import SecretsStoreInterface
@@ -60,8 +61,14 @@ class ReadOutcome:
     error: MultiCloudStoreError | None = None
 
 
-class _NotOurs(SecretNotFoundError):
-    """A secret exists under our name but belongs to another deployment (internal: callers see not-found)."""
+def _not_ours(secret_id: UUID, backend: str) -> SecretNotFoundError:
+    """The error for a name that holds another deployment's secret: a plain not-found, marked for `get_many`.
+
+    The message and class are those of a missing secret, so nothing tells a caller that the id exists elsewhere.
+    """
+    error = SecretNotFoundError(f"secret {secret_id} not found", secret_id=secret_id, backend=backend)
+    error.not_ours = True  # type: ignore[attr-defined]
+    return error
 
 
 def _coerce_id(secret_id: object) -> UUID:
@@ -83,7 +90,7 @@ def _validate_values(secret_values: object) -> dict[str, str]:
             f"secret values must be a dict of str to str, got {type(secret_values).__name__}"
         )
     out: dict[str, str] = {}
-    for index, (key, value) in enumerate(secret_values.items()):
+    for index, (key, value) in enumerate(secret_values.items(), start=1):  # 1-based, as the CLI counts
         if not isinstance(key, str):
             raise InvalidSecretError(f"secret key #{index} is a {type(key).__name__}, not a str")
         if not key:
@@ -308,19 +315,31 @@ class SecretsStore(SecretsStoreInterface):
                     secret_id=secret_id,
                     backend=self.backend,
                 ) from None
-            raise _NotOurs(
-                f"secret {secret_id} not found (the backend name holds a secret not written by this store)",
-                secret_id=secret_id,
-                backend=self.backend,
-            ) from None
+            raise _not_ours(secret_id, self.backend) from None
         if opened.deployment != self.settings.deployment_id or opened.secret_id != str(secret_id):
-            raise _NotOurs(
-                f"secret {secret_id} not found for deployment {self.settings.deployment_id!r} (the backend name "
-                "holds another deployment's secret)",
-                secret_id=secret_id,
-                backend=self.backend,
-            )
+            raise _not_ours(secret_id, self.backend)
         return opened.values
+
+    def _holds(self, secret_id: UUID, name: str, values: dict[str, str]) -> bool:
+        """Verify once, after an ambiguous write, whether the name holds our envelope with exactly ``values``.
+
+        Any failure of the verification read counts as "not verified": the caller re-raises its original error.
+        """
+        try:
+            stored = self._call("verify", secret_id, self.driver.read, name)
+            return self._open(secret_id, stored) == values
+        except MultiCloudStoreError:
+            return False
+
+    def _gone(self, name: str) -> bool:
+        """Verify once, after an ambiguous delete, that the name holds no secret any more."""
+        try:
+            self._call("verify", None, self.driver.read, name)
+        except SecretNotFoundError:
+            return True
+        except MultiCloudStoreError:
+            return False
+        return False
 
     @contextmanager
     def _invalidating(self, name: str) -> Iterator[None]:
@@ -383,14 +402,25 @@ class SecretsStore(SecretsStoreInterface):
 
         Raises:
             InvalidSecretError: Bad id or values, or too large for the backend (before any network call).
-            SecretExistsError: The id exists already, whoever owns it; the existing values are untouched.
+            SecretExistsError: The id exists already with other values, or belongs to another deployment; the
+                existing values are untouched. Storing exactly the values this deployment already holds under
+                the id succeeds, so a retry after a lost answer is idempotent.
+            BackendUnavailableError: The backend failed, and one verification read did not find the values
+                stored (a write whose answer was lost but which committed counts as done).
         """
         sid = _coerce_id(secret_id)
         values = _validate_values(secret_values)
         payload = self._encode(sid, values)
         name = self._name(sid)
         with self._invalidating(name):
-            self._call("store", sid, self.driver.create, name, payload, self._labels(sid))
+            try:
+                self._call("store", sid, self.driver.create, name, payload, self._labels(sid))
+            except (SecretExistsError, BackendUnavailableError):
+                # Rare paths only: a retry of our own store whose answer was lost finds our identical values
+                # (idempotent), and a create whose every answer was lost may still have committed.
+                if self._holds(sid, name, values):
+                    return
+                raise
 
     def get_secret_values(self, secret_id: UUID) -> dict[str, str]:
         """Return the values of a secret: one round trip to the backend (none on a cache hit).
@@ -442,6 +472,7 @@ class SecretsStore(SecretsStoreInterface):
         Raises:
             InvalidSecretError: Bad id or values, or too large (before any network call).
             SecretNotFoundError: No such secret for this deployment; nothing changed.
+            BackendUnavailableError: The backend failed, and one verification read did not find the new values.
         """
         sid = _coerce_id(secret_id)
         values = _validate_values(secret_values)
@@ -449,7 +480,12 @@ class SecretsStore(SecretsStoreInterface):
         name = self._name(sid)
         with self._invalidating(name):
             self._open(sid, self._call("update", sid, self.driver.read, name))
-            self._call("update", sid, self.driver.replace, name, payload, self._labels(sid))
+            try:
+                self._call("update", sid, self.driver.replace, name, payload, self._labels(sid))
+            except BackendUnavailableError:
+                if self._holds(sid, name, values):  # the write committed, only its answer was lost
+                    return
+                raise
 
     def delete_secret_values(self, secret_id: UUID) -> None:
         """Delete a secret of this deployment, so that its id can be stored again at once.
@@ -460,14 +496,75 @@ class SecretsStore(SecretsStoreInterface):
         Raises:
             InvalidSecretError: The id is not a UUID.
             SecretNotFoundError: No such secret for this deployment; nothing changed.
+            BackendUnavailableError: The backend failed, and one verification read still found the secret.
         """
         sid = _coerce_id(secret_id)
         name = self._name(sid)
         with self._invalidating(name):
             self._open(sid, self._call("delete", sid, self.driver.read, name))
-            self._call("delete", sid, self.driver.delete, name)
+            try:
+                self._call("delete", sid, self.driver.delete, name)
+            except BackendUnavailableError:
+                if self._gone(name):  # the delete committed, only its answer was lost
+                    return
+                raise
 
     # -- beyond the interface -----------------------------------------------------------------------------
+
+    def delete_corrupted(self, secret_id: UUID) -> bool:
+        """Delete a secret of this deployment even when its payload fails its integrity check.
+
+        `delete_secret_values` refuses a secret it cannot open, since the payload is what proves ownership. Here
+        the labels the backend keeps beside the payload prove it instead: the secret is deleted only when a
+        listing filtered on this deployment's labels and this id returns its name. A secret that reads fine is
+        deleted as `delete_secret_values` would.
+
+        Args:
+            secret_id: The secret's id.
+
+        Returns:
+            True when the secret was corrupted, False when it read fine.
+
+        Raises:
+            InvalidSecretError: The id is not a UUID.
+            SecretNotFoundError: No such secret, or its labels are not this deployment's; nothing changed.
+        """
+        sid = _coerce_id(secret_id)
+        name = self._name(sid)
+        with self._invalidating(name):
+            try:
+                self._open(sid, self._call("delete", sid, self.driver.read, name))
+            except SecretCorruptedError:
+                pass
+            else:
+                self._call("delete", sid, self.driver.delete, name)
+                return False
+            labels = self._labels(sid)
+            if not any(listed == name for listed in self._call("list", sid, self.driver.list_names, labels)):
+                raise SecretNotFoundError(f"secret {sid} not found", secret_id=sid, backend=self.backend)
+            self._call("delete", sid, self.driver.delete, name)
+            return True
+
+    def store_identity(self) -> tuple[object, ...]:
+        """Return what identifies the secrets this store reads and writes (no network call).
+
+        Two stores with equal identities see the same secrets: same backend, same location, same deployment id
+        and name prefix (`multicloud_store.migrate` refuses to copy a store onto itself). The location is the
+        driver's optional ``location()`` (a resolved file path, a region and endpoint, a project, a vault URL);
+        a driver without one is identified by its settings.
+
+        Returns:
+            A tuple to compare with ``==``.
+        """
+        location_of = getattr(self.driver, "location", None)
+        if callable(location_of):
+            location: tuple[object, ...] = ("location", *location_of())
+        else:
+            settings = getattr(self.driver, "settings", None)
+            dump = getattr(settings, "model_dump", None)
+            # Without settings nothing proves two drivers share a location: the object itself is the identity.
+            location = ("settings", type(settings), dump()) if callable(dump) else ("driver", id(self.driver))
+        return (self.backend, location, self.settings.deployment_id, self.settings.name_prefix)
 
     def secret_exists(self, secret_id: UUID) -> bool:
         """Tell whether this deployment has a secret with this id (one round trip, or a cache hit).
@@ -496,10 +593,15 @@ class SecretsStore(SecretsStoreInterface):
         for name in names:
             if not name.startswith(prefix):
                 continue
+            tail = name[len(prefix) :]
             try:
-                yield UUID(name[len(prefix) :])
+                sid = UUID(tail)
             except ValueError:
                 continue
+            # UUID() also accepts "-…", braces, "urn:uuid:" and upper case: a name of prefix "app-" would pass
+            # as one of prefix "app". Only the exact name this store writes belongs to it.
+            if str(sid) == tail:
+                yield sid
 
     def get_many(self, secret_ids: Iterable[UUID]) -> dict[UUID, ReadOutcome]:
         """Read many secrets in as few round trips as the backend allows.
@@ -590,8 +692,8 @@ class SecretsStore(SecretsStoreInterface):
             return ReadOutcome("error", error=error)
         try:
             values = self._open(sid, result)
-        except _NotOurs as exc:
-            return ReadOutcome("not_ours", error=exc)
+        except SecretNotFoundError as exc:
+            return ReadOutcome("not_ours" if getattr(exc, "not_ours", False) else "not_found", error=exc)
         except MultiCloudStoreError as exc:
             return ReadOutcome("error", error=exc)
         if self._cache is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -29,11 +29,24 @@ class MemoryFaults:
         self.driver.fail_next(lambda: BackendPermissionError("injected: access denied"), times=10_000)
 
     def clear(self) -> None:
-        self.driver._faults.clear()
+        self.driver.clear_faults()
+
+
+class MemoryLostAnswers:
+    """Lost answers for the memory driver: every matching write commits, then fails as unavailable."""
+
+    def __init__(self, driver: MemoryDriver) -> None:
+        self.driver = driver
+
+    def lose_answers(self, operation: str) -> None:
+        self.driver.lose_next_answers(times=10_000, operations={operation})
+
+    def clear(self) -> None:
+        self.driver.clear_faults()
 
 
 class TestMemoryContract(StoreContract):
-    capabilities = frozenset({"faults"})
+    capabilities = frozenset({"faults", "lost_answers"})
 
     @pytest.fixture
     def shared(self) -> dict[str, StoredSecret]:
@@ -52,6 +65,60 @@ class TestMemoryContract(StoreContract):
     @pytest.fixture
     def faults(self, driver: MemoryDriver) -> MemoryFaults:
         return MemoryFaults(driver)
+
+    @pytest.fixture
+    def lost_answers(self, driver: MemoryDriver) -> MemoryLostAnswers:
+        return MemoryLostAnswers(driver)
+
+
+class TestMemoryCachedContract(TestMemoryContract):
+    """Lost answers with the read cache on: a verified write must leave no stale cached read behind."""
+
+    @pytest.fixture
+    def make_store(self, driver: MemoryDriver) -> Callable[[str], SecretsStore]:
+        return lambda deployment: SecretsStore(
+            StoreSettings(backend="memory", deployment_id=deployment, cache_ttl_seconds=30), driver=driver
+        )
+
+
+class _LaggingDriver(MemoryDriver):
+    """A memory backend whose listing lags: a new name shows up, and a deleted one goes away, two listings late."""
+
+    LAG = 2
+
+    def __init__(self) -> None:
+        super().__init__(MemorySettings(page_size=40))
+        self._listings = 0
+        self._appeared: dict[tuple[tuple[tuple[str, str], ...], str], int] = {}
+        self._vanished: dict[tuple[tuple[tuple[str, str], ...], str], int] = {}
+
+    def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
+        self._listings += 1
+        now, scope = self._listings, tuple(sorted(labels.items()))
+        current = {(scope, name) for name in super().list_names(labels)}
+        for key in current:
+            self._appeared.setdefault(key, now)
+            self._vanished.pop(key, None)
+        for key in [k for k in self._appeared if k[0] == scope and k not in current]:
+            del self._appeared[key]
+            self._vanished[key] = now
+        shown = [k[1] for k, since in self._appeared.items() if k[0] == scope and now - since >= self.LAG]
+        shown += [k[1] for k, since in self._vanished.items() if k[0] == scope and now - since < self.LAG]
+        return iter(sorted(shown))
+
+
+class TestLaggingListingContract(StoreContract):
+    """A driver declaring ``listing_lag`` passes the listing cases by re-listing within its bound."""
+
+    capabilities = frozenset({"listing_lag"})
+    listing_lag_seconds = 30.0
+
+    @pytest.fixture
+    def make_store(self) -> Callable[[str], SecretsStore]:
+        driver = _LaggingDriver()
+        return lambda deployment: SecretsStore(
+            StoreSettings(backend="memory", deployment_id=deployment), driver=driver
+        )
 
 
 class TestLocalContract(StoreContract):

@@ -110,7 +110,7 @@ def test_exists_is_not_a_key_error(store: SecretsStore) -> None:
     sid = uuid.uuid4()
     store.store_secret_values(sid, {})
     with pytest.raises(SecretExistsError) as info:
-        store.store_secret_values(sid, {})
+        store.store_secret_values(sid, {"other": "values"})
     assert not isinstance(info.value, KeyError)
     assert info.value.secret_id == sid
     assert info.value.backend == "memory"
@@ -232,7 +232,7 @@ def test_no_value_in_debug_logs_errors_or_reprs(
             store.update_secret_values(sid, bad)  # type: ignore[arg-type]
         texts += [str(info.value), repr(info.value)]
     with pytest.raises(SecretExistsError) as exists:
-        store.store_secret_values(sid, {"password": SENTINEL})
+        store.store_secret_values(sid, {"password": SENTINEL, "other": SENTINEL})
     texts += [str(exists.value), repr(exists.value)]
     outcomes = store.get_many([sid])
     store.update_secret_values(sid, {"password": SENTINEL + "2"})
@@ -307,3 +307,155 @@ def test_an_unknown_envelope_version_is_not_echoed(store: SecretsStore, driver: 
 def test_payload_size_refuses_what_store_refuses(store: SecretsStore) -> None:
     with pytest.raises(InvalidSecretError, match="surrogates"):
         store.payload_size(uuid.uuid4(), {"k": "\ud800"})
+
+
+# -- issue 10: lost answers, idempotent retries, exact names ---------------------------------------------------
+
+
+def test_common_paths_make_no_extra_round_trip(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    driver.calls.clear()
+    store.store_secret_values(sid, {"a": "1"})
+    assert driver.calls == {"create": 1}
+    driver.calls.clear()
+    store.update_secret_values(sid, {"a": "2"})
+    assert driver.calls == {"read": 1, "replace": 1}
+    driver.calls.clear()
+    store.delete_secret_values(sid)
+    assert driver.calls == {"read": 1, "delete": 1}
+
+
+@pytest.mark.parametrize("operation", ["create", "replace", "delete"])
+def test_a_lost_answer_costs_one_verification_read(
+    store: SecretsStore, driver: MemoryDriver, operation: str
+) -> None:
+    sid = uuid.uuid4()
+    if operation != "create":
+        store.store_secret_values(sid, {"a": "1"})
+    driver.calls.clear()
+    driver.lose_next_answers(operations={operation})
+    if operation == "create":
+        store.store_secret_values(sid, {"a": "1"})
+    elif operation == "replace":
+        store.update_secret_values(sid, {"a": "2"})
+    else:
+        store.delete_secret_values(sid)
+    reads_before = 0 if operation == "create" else 1
+    assert driver.calls == {operation: 1, "read": reads_before + 1}
+    expected = {"create": {"a": "1"}, "replace": {"a": "2"}, "delete": None}[operation]
+    assert (store.get_secret_values(sid) if store.secret_exists(sid) else None) == expected
+
+
+def test_an_unverified_write_reraises_the_original_error(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    original = BackendUnavailableError("injected: create never reached the service")
+    driver.fail_next(lambda: original, operations={"create"})
+    with pytest.raises(BackendUnavailableError) as info:
+        store.store_secret_values(sid, {"a": "1"})
+    assert info.value is original
+    assert info.value.secret_id == sid
+    assert driver.calls["read"] == 1  # the one verification read found nothing
+    assert not store.secret_exists(sid)
+
+
+def test_a_failed_verification_read_reraises_the_write_error(
+    store: SecretsStore, driver: MemoryDriver
+) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "1"})
+    original = BackendUnavailableError("injected: delete failed")
+    driver.fail_next(lambda: original, operations={"delete"})
+    # The first read proves ownership; the second, the verification, fails too.
+    calls = {"n": 0}
+    real_read = driver.read
+
+    def read(name: str) -> StoredSecret:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise BackendUnavailableError("injected: the verification read failed too")
+        return real_read(name)
+
+    driver.read = read  # type: ignore[method-assign]
+    with pytest.raises(BackendUnavailableError) as info:
+        store.delete_secret_values(sid)
+    assert info.value is original
+    assert calls["n"] == 2
+    driver.read = real_read  # type: ignore[method-assign]
+    assert store.get_secret_values(sid) == {"a": "1"}
+
+
+def test_a_lost_update_answer_with_other_values_present_is_unavailable(
+    store: SecretsStore, driver: MemoryDriver
+) -> None:
+    # The replace did not commit (another writer's values are there): verification must not claim success.
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "1"})
+    driver.fail_next(lambda: BackendUnavailableError("injected"), operations={"replace"})
+    with pytest.raises(BackendUnavailableError):
+        store.update_secret_values(sid, {"a": "2"})
+    assert store.get_secret_values(sid) == {"a": "1"}
+
+
+def test_retry_after_a_lost_answer_is_idempotent(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    driver.fail_next(lambda: BackendUnavailableError("injected"), operations={"read"})  # verification fails
+    driver.lose_next_answers(operations={"create"})
+    with pytest.raises(BackendUnavailableError):
+        store.store_secret_values(sid, {"a": "1"})
+    driver.calls.clear()
+    store.store_secret_values(sid, {"a": "1"})  # the caller's retry finds its own values
+    assert driver.calls == {"create": 1, "read": 1}
+    with pytest.raises(SecretExistsError):
+        store.store_secret_values(sid, {"a": "other"})
+
+
+def test_identical_values_of_another_deployment_are_still_refused(driver: MemoryDriver) -> None:
+    mine = SecretsStore(StoreSettings(backend="memory", deployment_id="mine"), driver=driver)
+    theirs = SecretsStore(StoreSettings(backend="memory", deployment_id="theirs"), driver=driver)
+    sid = uuid.uuid4()
+    theirs.store_secret_values(sid, {"a": "1"})
+    with pytest.raises(SecretExistsError):
+        mine.store_secret_values(sid, {"a": "1"})
+
+
+def test_corrupted_secret_under_our_name_is_still_exists(store: SecretsStore, driver: MemoryDriver) -> None:
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "1"})
+    name = store.secret_name(sid)
+    driver._data[name] = StoredSecret(name, "garbage", driver._data[name].labels)
+    with pytest.raises(SecretExistsError):
+        store.store_secret_values(sid, {"a": "1"})
+
+
+def test_lost_answers_leave_no_stale_cached_read(driver: MemoryDriver) -> None:
+    store = SecretsStore(StoreSettings(backend="memory", cache_ttl_seconds=60), driver=driver)
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "1"})
+    assert store.get_secret_values(sid) == {"a": "1"}
+    driver.lose_next_answers(operations={"replace"})
+    store.update_secret_values(sid, {"a": "2"})
+    assert store.get_secret_values(sid) == {"a": "2"}
+    driver.lose_next_answers(operations={"delete"})
+    store.delete_secret_values(sid)
+    assert not store.secret_exists(sid)
+
+
+def test_a_prefix_lists_only_its_exact_names(driver: MemoryDriver) -> None:
+    app = SecretsStore(StoreSettings(backend="memory", deployment_id="d", name_prefix="app"), driver=driver)
+    app_dash = SecretsStore(
+        StoreSettings(backend="memory", deployment_id="d", name_prefix="app-"), driver=driver
+    )
+    mine, theirs = uuid.uuid4(), uuid.uuid4()
+    app.store_secret_values(mine, {"a": "1"})
+    app_dash.store_secret_values(theirs, {"b": "2"})
+    assert app_dash.secret_name(theirs) == f"app--{theirs}"
+    labels = dict(driver._data[app.secret_name(mine)].labels)
+    # Names UUID() would parse but this store never writes: braces, urn, upper case, no dashes.
+    odd = uuid.uuid4()
+    for tail in (f"{{{odd}}}", f"urn:uuid:{odd}", str(odd).upper(), odd.hex):
+        driver._data[f"app-{tail}"] = StoredSecret(f"app-{tail}", "{}", labels)
+    assert list(app.list_secret_ids()) == [mine]
+    assert list(app_dash.list_secret_ids()) == [theirs]
+    for sid in app.list_secret_ids():  # listed means deletable
+        app.delete_secret_values(sid)
+    assert app_dash.get_secret_values(theirs) == {"b": "2"}

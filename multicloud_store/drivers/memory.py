@@ -1,7 +1,8 @@
 """The ``memory`` backend: a process-local dict, for tests and examples.
 
-It also lets tests make the next calls fail (`MemoryDriver.fail_next`) and counts calls (`MemoryDriver.calls`),
-so the dispatcher's error paths and round-trip counts can be checked without a cloud.
+It also lets tests make the next calls fail (`MemoryDriver.fail_next`), make writes commit and then lose their
+answer (`MemoryDriver.lose_next_answers`), and counts calls (`MemoryDriver.calls`), so the dispatcher's error
+paths and round-trip counts can be checked without a cloud.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
-from multicloud_store.errors import SecretExistsError, SecretNotFoundError
+from multicloud_store.errors import BackendUnavailableError, SecretExistsError, SecretNotFoundError
 from multicloud_store.settings import EnvSettings
 
 __all__ = ["MemoryDriver", "MemorySettings"]
@@ -55,6 +56,7 @@ class MemoryDriver:
         self._lock = threading.Lock()
         self._limits = DriverLimits(max_payload_bytes=self.settings.max_payload_bytes)
         self._faults: list[tuple[Callable[[], Exception], Collection[str] | None]] = []
+        self._lost: list[Collection[str] | None] = []
         self.calls: Counter[str] = Counter()
 
     def __repr__(self) -> str:
@@ -64,6 +66,14 @@ class MemoryDriver:
     def limits(self) -> DriverLimits:
         """What this backend accepts."""
         return self._limits
+
+    def location(self) -> tuple[int, ...]:
+        """Identify the store for `SecretsStore.store_identity`: the dict that holds the secrets.
+
+        Returns:
+            ``(id of the shared dict,)``: drivers sharing one ``data`` are one store.
+        """
+        return (id(self._data),)
 
     def fail_next(
         self,
@@ -83,6 +93,32 @@ class MemoryDriver:
         with self._lock:
             self._faults.extend([(error, operations)] * times)
 
+    def lose_next_answers(self, *, times: int = 1, operations: Collection[str] | None = None) -> None:
+        """Let the next ``times`` matching writes commit, then lose their answers.
+
+        The caller gets `BackendUnavailableError`, as if the answer (and every retry's) was lost on the way back.
+        A write that fails for its own reason (exists, not found) raises that instead and uses up no lost answer.
+
+        Args:
+            times: How many writes lose their answer.
+            operations: ``create``, ``replace``, ``delete``; None for any of them.
+        """
+        with self._lock:
+            self._lost.extend([operations] * times)
+
+    def clear_faults(self) -> None:
+        """Forget every pending `fail_next` and `lose_next_answers`."""
+        with self._lock:
+            self._faults.clear()
+            self._lost.clear()
+
+    def _answer(self, operation: str) -> None:
+        """Called under the lock right after a write committed: drop its answer if a lost answer is pending."""
+        for index, operations in enumerate(self._lost):
+            if operations is None or operation in operations:
+                del self._lost[index]
+                raise BackendUnavailableError(f"injected: the {operation} committed but its answer was lost")
+
     def _enter(self, operation: str) -> None:
         with self._lock:
             self.calls[operation] += 1
@@ -98,6 +134,7 @@ class MemoryDriver:
             if name in self._data:
                 raise SecretExistsError(f"secret {name!r} already exists")
             self._data[name] = StoredSecret(name, payload, dict(labels))
+            self._answer("create")
 
     def read(self, name: str) -> StoredSecret:
         """Read a secret; see `SecretsDriver.read`."""
@@ -114,6 +151,7 @@ class MemoryDriver:
             if name not in self._data:
                 raise SecretNotFoundError(f"secret {name!r} not found")
             self._data[name] = StoredSecret(name, payload, dict(labels))
+            self._answer("replace")
 
     def delete(self, name: str) -> None:
         """Delete a secret; see `SecretsDriver.delete`."""
@@ -121,6 +159,7 @@ class MemoryDriver:
         with self._lock:
             if self._data.pop(name, None) is None:
                 raise SecretNotFoundError(f"secret {name!r} not found")
+            self._answer("delete")
 
     def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
         """List names by labels, a page at a time; see `SecretsDriver.list_names`."""

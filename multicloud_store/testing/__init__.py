@@ -16,6 +16,13 @@ Usage in a driver's test module::
 Importing this package imports pytest; nothing in the library imports it.
 """
 
-from multicloud_store.testing.contract import BAD_IDS, BAD_VALUES, FaultInjector, StoreContract, StoreFactory
+from multicloud_store.testing.contract import (
+    BAD_IDS,
+    BAD_VALUES,
+    FaultInjector,
+    LostAnswerInjector,
+    StoreContract,
+    StoreFactory,
+)
 
-__all__ = ["BAD_IDS", "BAD_VALUES", "FaultInjector", "StoreContract", "StoreFactory"]
+__all__ = ["BAD_IDS", "BAD_VALUES", "FaultInjector", "LostAnswerInjector", "StoreContract", "StoreFactory"]

@@ -2,10 +2,27 @@
 
 Subclass `StoreContract` in a test module and provide a ``make_store`` fixture that returns a factory
 ``make_store(deployment_id) -> SecretsStore``; every store it returns must use the same backend account (so two
-deployment ids really share one namespace). Declare what the backend can simulate in ``capabilities``:
+deployment ids really share one namespace). Declare what the backend can simulate, or what it documents, in
+``capabilities``:
 
 - ``"faults"``: also provide a ``faults`` fixture returning a `FaultInjector`, so the suite can check that
   outages become `BackendUnavailableError` and denials become `BackendPermissionError`.
+- ``"lost_answers"``: also provide a ``lost_answers`` fixture returning a `LostAnswerInjector`. Its
+  ``lose_answers(operation)`` arms the backend so that, until ``clear()``, every call of that driver operation
+  (``"create"``, ``"replace"`` or ``"delete"``) *commits on the service* and then reaches the driver as a lost
+  answer: a timeout, a reset connection or a 5xx, after the SDK's own retries (each retry commits or is refused
+  by the service, and loses its answer too), so the driver raises `BackendUnavailableError`. Reads and listings
+  must keep working while it is armed. It must affect every store ``make_store`` returns (or at least the store
+  of the test's ``store`` fixture). The suite calls ``clear()`` after each such test. The memory driver does it
+  with `MemoryDriver.lose_next_answers`; the AWS backend with ``multicloud_store_aws.testing.LostAnswers``.
+- ``"listing_lag"``: the service documents that a listing may lag behind writes (AWS ``ListSecrets``: minutes).
+  Listing tests then re-list until the expected ids appear (or disappear) within ``listing_lag_seconds``
+  (a class attribute, default 300) instead of checking one listing, and the laziness test, which cannot be
+  observed on such a service, is skipped. Declare it for a driver of a real service, not for an emulator.
+
+Backend-independent cases run on every backend: a store retried with the identical values succeeds (the caller's
+retry after a lost answer), with other values or over another deployment's secret it is refused; every listed id
+can be read and deleted.
 
 Skips come only from those declarations, never from the backend's name.
 """
@@ -13,8 +30,9 @@ Skips come only from those declarations, never from the backend's name.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Protocol
 from uuid import UUID
@@ -30,7 +48,7 @@ from multicloud_store.errors import (
 )
 from multicloud_store.store import SecretsStore
 
-__all__ = ["BAD_IDS", "BAD_VALUES", "FaultInjector", "StoreContract", "StoreFactory"]
+__all__ = ["BAD_IDS", "BAD_VALUES", "FaultInjector", "LostAnswerInjector", "StoreContract", "StoreFactory"]
 
 StoreFactory = Callable[[str], SecretsStore]
 
@@ -86,6 +104,21 @@ class FaultInjector(Protocol):
         """Stop failing."""
 
 
+class LostAnswerInjector(Protocol):
+    """Makes a backend commit writes and then lose their answers, for the suite's verification tests."""
+
+    def lose_answers(self, operation: str) -> None:
+        """Until `clear`, let every call of ``operation`` commit on the service, then lose its answer.
+
+        Args:
+            operation: ``create``, ``replace`` or ``delete``. The driver then fails as unreachable
+                (`BackendUnavailableError`), after the SDK's retries lost their answers too.
+        """
+
+    def clear(self) -> None:
+        """Answer normally again."""
+
+
 def _deployment() -> str:
     return f"contract-{uuid.uuid4().hex[:12]}"
 
@@ -98,6 +131,8 @@ class StoreContract:
     list_count: ClassVar[int] = 250
     #: Threads in the concurrency test.
     threads: ClassVar[int] = 8
+    #: With the ``listing_lag`` capability: how long a listing may lag behind writes.
+    listing_lag_seconds: ClassVar[float] = 300.0
 
     # -- fixtures -----------------------------------------------------------------------------------------
 
@@ -119,6 +154,28 @@ class StoreContract:
         injector: FaultInjector = request.getfixturevalue("faults")
         yield injector
         injector.clear()
+
+    @pytest.fixture
+    def answer_loser(self, request: pytest.FixtureRequest) -> Iterator[LostAnswerInjector]:
+        """The subclass's ``lost_answers`` fixture, or a skip when the backend declares no such capability."""
+        if "lost_answers" not in self.capabilities:
+            pytest.skip("this backend declares no 'lost_answers' capability")
+        injector: LostAnswerInjector = request.getfixturevalue("lost_answers")
+        yield injector
+        injector.clear()
+
+    def _listed(self, store: SecretsStore, expected: Collection[UUID]) -> list[UUID]:
+        """One listing; with ``listing_lag``, re-list (bounded) until it shows exactly ``expected``."""
+        listed = list(store.list_secret_ids())
+        if "listing_lag" not in self.capabilities:
+            return listed
+        deadline = time.monotonic() + self.listing_lag_seconds
+        pause = 0.5
+        while set(listed) != set(expected) and time.monotonic() < deadline:
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
+            listed = list(store.list_secret_ids())
+        return listed
 
     # -- create and read ----------------------------------------------------------------------------------
 
@@ -172,6 +229,26 @@ class StoreContract:
             store.store_secret_values(sid, {"a": "2"})
         assert not isinstance(info.value, KeyError)  # ZenML retries forever on KeyError
         assert store.get_secret_values(sid) == {"a": "1"}
+
+    def test_store_retried_with_identical_values_succeeds(
+        self, store: SecretsStore, other_store: SecretsStore
+    ) -> None:
+        # A caller whose first store lost its answer retries: it finds its own identical values, and succeeds.
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"a": "1", "b": "2"})
+        store.store_secret_values(sid, {"b": "2", "a": "1"})
+        assert store.get_secret_values(sid) == {"a": "1", "b": "2"}
+        for different in ({"a": "1"}, {"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "other"}):
+            with pytest.raises(SecretExistsError):
+                store.store_secret_values(sid, different)
+        assert store.get_secret_values(sid) == {"a": "1", "b": "2"}
+        # The same values under another deployment's secret are still someone else's secret.
+        theirs = uuid.uuid4()
+        other_store.store_secret_values(theirs, {"a": "1"})
+        with pytest.raises(SecretExistsError):
+            store.store_secret_values(theirs, {"a": "1"})
+        assert other_store.get_secret_values(theirs) == {"a": "1"}
+        assert not store.secret_exists(theirs)
 
     def test_store_id_of_other_deployment_is_refused(
         self, store: SecretsStore, other_store: SecretsStore
@@ -320,12 +397,26 @@ class StoreContract:
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda s: store.store_secret_values(s, {"i": str(s)}), mine))
             list(pool.map(lambda s: other_store.store_secret_values(s, {"i": str(s)}), theirs))
-        listed = list(store.list_secret_ids())
+        listed = self._listed(store, mine)
         assert len(listed) == len(set(listed))
         assert set(listed) == mine
-        assert set(other_store.list_secret_ids()) == theirs
+        assert set(self._listed(other_store, theirs)) == theirs
+
+    def test_listed_means_deletable(self, store: SecretsStore, other_store: SecretsStore) -> None:
+        mine = {uuid.uuid4() for _ in range(12)}
+        for sid in mine:
+            store.store_secret_values(sid, {"i": str(sid)})
+        other_store.store_secret_values(uuid.uuid4(), {"theirs": "1"})
+        listed = self._listed(store, mine)
+        assert set(listed) == mine
+        for sid in listed:
+            assert store.get_secret_values(sid) == {"i": str(sid)}
+            store.delete_secret_values(sid)
+        assert self._listed(store, set()) == []
 
     def test_list_is_lazy(self, store: SecretsStore) -> None:
+        if "listing_lag" in self.capabilities:
+            pytest.skip("a listing that lags behind writes cannot show laziness")
         sid = uuid.uuid4()
         ids = store.list_secret_ids()
         store.store_secret_values(sid, {"a": "1"})  # stored after the iterator was made, before it was read
@@ -391,7 +482,7 @@ class StoreContract:
         store.get_secret_values(sid)
         errors = []
         calls: list[Callable[[], object]] = [
-            lambda: store.store_secret_values(sid, {"password": SENTINEL}),
+            lambda: store.store_secret_values(sid, {"password": SENTINEL, "other": SENTINEL}),
             lambda: store.update_secret_values(sid, {"password": SENTINEL + "\x00"}),
             lambda: store.update_secret_values(sid, {"password": SENTINEL, "port": 5}),  # type: ignore[dict-item]
             lambda: store.update_secret_values(sid, {"password": SENTINEL * 100_000}),
@@ -440,6 +531,48 @@ class StoreContract:
             assert not isinstance(info.value, KeyError)
         fault_injector.clear()
         assert store.get_secret_values(sid) == {"v": "1"}
+
+    # -- lost answers: the write committed, every answer to it was lost ---------------------------------------
+
+    def test_lost_answer_to_store_is_verified(
+        self, store: SecretsStore, answer_loser: LostAnswerInjector
+    ) -> None:
+        sid = uuid.uuid4()
+        answer_loser.lose_answers("create")
+        store.store_secret_values(sid, {"v": "1"})  # one verification read finds it stored
+        answer_loser.clear()
+        assert store.get_secret_values(sid) == {"v": "1"}
+        # Verification is about this call's own values: a lost answer never turns a refusal into success (the
+        # refusal itself may be the answer that was lost, so the caller sees unavailable or exists).
+        answer_loser.lose_answers("create")
+        with pytest.raises((SecretExistsError, BackendUnavailableError)):
+            store.store_secret_values(sid, {"v": "2"})
+        answer_loser.clear()
+        assert store.get_secret_values(sid) == {"v": "1"}
+
+    def test_lost_answer_to_update_is_verified(
+        self, store: SecretsStore, answer_loser: LostAnswerInjector
+    ) -> None:
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        assert store.get_secret_values(sid) == {"v": "1"}  # fills the cache where there is one
+        answer_loser.lose_answers("replace")
+        store.update_secret_values(sid, {"v": "2"})
+        answer_loser.clear()
+        assert store.get_secret_values(sid) == {"v": "2"}
+
+    def test_lost_answer_to_delete_is_verified(
+        self, store: SecretsStore, answer_loser: LostAnswerInjector
+    ) -> None:
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        assert store.get_secret_values(sid) == {"v": "1"}
+        answer_loser.lose_answers("delete")
+        store.delete_secret_values(sid)
+        answer_loser.clear()
+        assert not store.secret_exists(sid)
+        store.store_secret_values(sid, {"v": "again"})
+        assert store.get_secret_values(sid) == {"v": "again"}
 
     def test_health_check(self, store: SecretsStore) -> None:
         store.check()
