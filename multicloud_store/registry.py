@@ -41,6 +41,7 @@ KNOWN_DISTRIBUTIONS: dict[str, str] = {
     "aws": "multicloud-store-aws",
     "gcp": "multicloud-store-gcp",
     "azure": "multicloud-store-azure",
+    "vault": "multicloud-store-vault",
 }
 
 
