@@ -81,6 +81,7 @@ def test_bad_key_setting(local_env: dict[str, str], key: str, message: str) -> N
 def test_bad_key_file(local_env: dict[str, str], tmp_path: Path) -> None:
     key_file = tmp_path / "bad.key"
     key_file.write_text("garbage")
+    key_file.chmod(0o600)
     store = make(local_env, MULTICLOUD_STORE_LOCAL_KEY_FILE=str(key_file))
     with pytest.raises(ConfigurationError, match=r"MULTICLOUD_STORE_LOCAL_KEY_FILE|does not hold"):
         store.get_secret_values(uuid.uuid4())
