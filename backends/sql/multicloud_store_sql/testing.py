@@ -29,8 +29,12 @@ __all__ = [
     "PostgresServer",
     "ServerStartError",
     "SqlFaults",
+    "SqlLostAnswers",
     "free_port",
+    "pg_dump",
     "replica_worker",
+    "running",
+    "unique_table_name",
 ]
 
 READY_DEADLINE = 120.0  # seconds: a loaded 2-core CI machine can be slow to start a server
@@ -39,6 +43,15 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 class ServerStartError(RuntimeError):
     """A test server could not be installed or started; the message says why and what to set instead."""
+
+
+def unique_table_name() -> str:
+    """Return a table name of its own, so a test starts from an empty table on a shared database.
+
+    Returns:
+        ``t_`` and 12 hex digits.
+    """
+    return "t_" + secrets.token_hex(6)
 
 
 def free_port() -> int:
@@ -505,6 +518,54 @@ class SqlFaults:
         if custom is not None:
             raise custom
         raise _dbapi_error(conn.dialect.name, mode)
+
+
+class SqlLostAnswers:
+    """A `multicloud_store.testing.LostAnswerInjector` for SQL engines: the write commits, its answer is lost.
+
+    Attached to an engine, it lets an armed write statement (``INSERT`` for ``create``, ``UPDATE`` for
+    ``replace``, ``DELETE`` for ``delete``, on the secrets table) run, commits it on the server through the DBAPI
+    connection, and then raises the driver's "connection lost" error, as when the server (or a proxy) drops the
+    connection after the ``COMMIT`` but before its answer arrives.
+
+    Args:
+        table: The secrets table's name (the meta table is never affected).
+    """
+
+    _VERBS: dict[str, str] = {"create": "INSERT", "replace": "UPDATE", "delete": "DELETE"}
+
+    def __init__(self, table: str) -> None:
+        self._table = table
+        self._lock = threading.Lock()
+        self._verb: str | None = None
+        self.lost = 0
+
+    def attach(self, engine: Any) -> None:
+        """Hook into an engine's ``after_cursor_execute`` event."""
+        from sqlalchemy import event
+
+        event.listen(engine, "after_cursor_execute", self._after)
+
+    def lose_answers(self, operation: str) -> None:
+        """Until `clear`, commit every ``operation`` statement and then lose its answer."""
+        with self._lock:
+            self._verb = self._VERBS[operation]
+
+    def clear(self) -> None:
+        """Answer normally again."""
+        with self._lock:
+            self._verb = None
+
+    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        with self._lock:
+            verb = self._verb
+        words = statement.replace('"', " ").replace("`", " ").split()
+        if verb is None or not words or words[0].upper() != verb or self._table not in words[:4]:
+            return
+        conn.connection.dbapi_connection.commit()
+        with self._lock:
+            self.lost += 1
+        raise _dbapi_error(conn.dialect.name, "unavailable")
 
 
 def _dbapi_error(dialect: str, mode: str) -> Exception:
