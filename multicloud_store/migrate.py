@@ -3,8 +3,13 @@
 The copy streams ids from the source and keeps at most ``2 x workers`` secrets in flight, so memory stays flat
 however many secrets there are. Each secret is read from the source, compared with the target (identical copies
 are skipped, which makes a rerun resume where the last one stopped), written, and read back to verify. The source
-is deleted only with ``delete_source`` and only after a run in which every secret verified; the deletion pass
-lists the source again and re-checks each id against the target before deleting it.
+is deleted only with ``delete_source`` and only after a run in which every secret verified: the deletion pass
+works through the ids this run copied (never a listing that changes while it deletes), re-checks each against
+the target before deleting it, then lists the source once more and reports every id still there.
+
+A source secret that fails its integrity check is reported apart from other failures (it cannot be copied, and
+it blocks the deletion of the source until it is removed with ``multicloud-store delete --force``). Copying a
+store onto itself (same backend, location, deployment and prefix) is refused before any call.
 """
 
 from __future__ import annotations
@@ -20,18 +25,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 from uuid import UUID
 
-from multicloud_store.errors import MultiCloudStoreError, SecretNotFoundError
+from multicloud_store.errors import MultiCloudStoreError, SecretCorruptedError, SecretNotFoundError
 
 if TYPE_CHECKING:
     import argparse
 
     from multicloud_store.store import SecretsStore
 
-__all__ = ["MigrationReport", "MigrationSource", "environ_from_prefix", "migrate"]
+__all__ = ["MigrationReport", "MigrationSource", "SameStoreError", "environ_from_prefix", "migrate"]
 
 logger = logging.getLogger("multicloud_store.migrate")
 
-Action = Literal["created", "updated", "skipped", "failed"]
+Action = Literal["created", "updated", "skipped", "failed", "corrupted"]
+
+
+class SameStoreError(ValueError):
+    """Source and target are the same store: copying it onto itself and deleting the source would empty it."""
 
 
 class MigrationSource(Protocol):
@@ -59,7 +68,11 @@ class MigrationReport:
         updated: Secrets whose target copy differed and was replaced.
         skipped: Secrets already identical in the target.
         failed: Ids that could not be copied or verified, with the error's type and message (no values).
+        corrupted: Source ids whose secret fails its integrity check (not copied), with the message.
         deleted: Source secrets deleted after the run (``delete_source``).
+        remaining: With ``delete_source``: ids the source still lists after the deletion pass.
+        deletion_skipped: With ``delete_source``: why the source was not deleted, or None.
+        copied: Ids whose target copy is verified identical (created, updated or skipped), in completion order.
         dry_run: Nothing was written.
         seconds: Wall time.
     """
@@ -68,23 +81,38 @@ class MigrationReport:
     updated: int = 0
     skipped: int = 0
     failed: dict[UUID, str] = field(default_factory=dict)
+    corrupted: dict[UUID, str] = field(default_factory=dict)
     deleted: int = 0
+    remaining: list[UUID] = field(default_factory=list)
+    deletion_skipped: str | None = None
+    copied: list[UUID] = field(default_factory=list, repr=False)
     dry_run: bool = False
     seconds: float = 0.0
 
     @property
     def total(self) -> int:
         """Ids seen."""
-        return self.created + self.updated + self.skipped + len(self.failed)
+        return self.created + self.updated + self.skipped + len(self.failed) + len(self.corrupted)
 
     @property
     def ok(self) -> bool:
-        """True when nothing failed."""
-        return not self.failed
+        """True when every secret was copied and, with ``delete_source``, the source is empty of them."""
+        return not self.failed and not self.corrupted and not self.remaining
+
+
+class _SourceCorrupted(Exception):
+    """The source's copy of a secret fails its integrity check."""
+
+    def __init__(self, error: SecretCorruptedError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _copy_one(source: MigrationSource, target: SecretsStore, sid: UUID, dry_run: bool) -> Action:
-    values = source.get_secret_values(sid)
+    try:
+        values = source.get_secret_values(sid)
+    except SecretCorruptedError as exc:
+        raise _SourceCorrupted(exc) from exc
     try:
         current: dict[str, str] | None = target.get_secret_values(sid)
     except SecretNotFoundError:
@@ -128,11 +156,13 @@ def migrate(
 
     Raises:
         ValueError: ``workers`` is less than 1, or ``dry_run`` and ``delete_source`` are both set.
+        SameStoreError: ``source`` and ``target`` are the same store (checked before any call).
     """
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if dry_run and delete_source:
         raise ValueError("--dry-run and --delete-source cannot be combined")
+    check_distinct(source, target)
     report = MigrationReport(dry_run=dry_run)
     started = time.perf_counter()
     lock = threading.Lock()
@@ -141,14 +171,19 @@ def migrate(
         with lock:
             if action == "failed":
                 report.failed[sid] = f"{type(error).__name__}: {error}"
+            elif action == "corrupted":
+                report.corrupted[sid] = str(error)
             else:
                 setattr(report, action, getattr(report, action) + 1)
+                report.copied.append(sid)
         if on_progress is not None:
             on_progress(sid, action)
 
     def task(sid: UUID) -> None:
         try:
             record(sid, _copy_one(source, target, sid, dry_run))
+        except _SourceCorrupted as exc:
+            record(sid, "corrupted", exc.error)
         except MultiCloudStoreError as exc:
             record(sid, "failed", exc)
         except Exception as exc:  # a foreign error: keep going, report its type only
@@ -156,14 +191,42 @@ def migrate(
 
     _bounded_map(task, source.list_secret_ids(), workers)
 
-    if delete_source and report.ok:
-        _bounded_map(
-            lambda sid: _delete_if_copied(source, target, sid, report, lock),
-            source.list_secret_ids(),
-            workers,
-        )
+    if delete_source:
+        if report.corrupted:
+            report.deletion_skipped = (
+                f"{len(report.corrupted)} source secret(s) fail their integrity check; remove them with "
+                "'multicloud-store delete --force ID' on the source (or repair them) and run again"
+            )
+        elif report.failed:
+            report.deletion_skipped = f"{len(report.failed)} secret(s) failed to copy; fix them and run again"
+        else:
+            # The recorded ids, not a fresh listing: a listing that changes while we delete skips entries.
+            _bounded_map(
+                lambda sid: _delete_if_copied(source, target, sid, report, lock), iter(report.copied), workers
+            )
+            # Whatever the source still lists now was not deleted (a failure above, or written meanwhile).
+            report.remaining = list(source.list_secret_ids())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def check_distinct(source: object, target: SecretsStore) -> None:
+    """Refuse to migrate a store onto itself, before any call.
+
+    Args:
+        source: The migration source (a `SecretsStore`, or another reader, which never counts as the same).
+        target: The target store.
+
+    Raises:
+        SameStoreError: Same backend, same location, same deployment id and name prefix.
+    """
+    identity = getattr(source, "store_identity", None)
+    if callable(identity) and identity() == target.store_identity():
+        raise SameStoreError(
+            f"the source and the target are the same store (backend {target.backend!r}, deployment "
+            f"{target.settings.deployment_id!r}, name prefix {target.settings.name_prefix!r}, same location): "
+            "nothing to copy, and --delete-source would delete every secret. Nothing was read or written"
+        )
 
 
 def _delete_if_copied(
@@ -252,10 +315,16 @@ def run_migrate_command(args: argparse.Namespace, out: TextIO) -> int:
     """
     import json
 
+    from multicloud_store.cli import UsageError
     from multicloud_store.store import SecretsStore
 
     source = build_source(args)
     target = SecretsStore.from_env(_side(args.target_env_file, args.target_prefix))
+    try:
+        check_distinct(source, target)
+    except SameStoreError as exc:
+        _close(source, target)
+        raise UsageError(str(exc)) from None
     progress_cm, on_progress = _progress(args, out)
     try:
         with progress_cm:
@@ -268,10 +337,7 @@ def run_migrate_command(args: argparse.Namespace, out: TextIO) -> int:
                 on_progress=on_progress,
             )
     finally:
-        target.close()
-        close = getattr(source, "close", None)
-        if callable(close):
-            close()
+        _close(source, target)
     if args.json:
         out.write(
             json.dumps(
@@ -282,6 +348,9 @@ def run_migrate_command(args: argparse.Namespace, out: TextIO) -> int:
                     "skipped": report.skipped,
                     "deleted": report.deleted,
                     "failed": {str(k): v for k, v in report.failed.items()},
+                    "corrupted": {str(k): v for k, v in report.corrupted.items()},
+                    "remaining": [str(k) for k in report.remaining],
+                    "deletion_skipped": report.deletion_skipped,
                     "seconds": round(report.seconds, 3),
                 }
             )
@@ -290,6 +359,13 @@ def run_migrate_command(args: argparse.Namespace, out: TextIO) -> int:
     else:
         _summary(report, out)
     return 0 if report.ok else 9
+
+
+def _close(source: MigrationSource, target: SecretsStore) -> None:
+    target.close()
+    close = getattr(source, "close", None)
+    if callable(close):
+        close()
 
 
 def _progress(args: argparse.Namespace, out: TextIO) -> tuple[Any, Callable[[UUID, Action], None] | None]:
@@ -323,7 +399,7 @@ def _progress(args: argparse.Namespace, out: TextIO) -> tuple[Any, Callable[[UUI
 
     def on_progress(sid: UUID, action: Action) -> None:
         nonlocal failed
-        failed += action == "failed"
+        failed += action in ("failed", "corrupted")
         progress.update(task, advance=1, failed=failed)
 
     return progress, on_progress
@@ -342,11 +418,26 @@ def _summary(report: MigrationReport, out: TextIO) -> None:
     table.add_row(f"{verb}updated", str(report.updated))
     table.add_row("already identical (skipped)", str(report.skipped))
     table.add_row("failed", str(len(report.failed)))
+    if report.corrupted:
+        table.add_row("corrupted in the source (not copied)", str(len(report.corrupted)))
     if report.deleted:
         table.add_row("deleted from source", str(report.deleted))
+    if report.remaining:
+        table.add_row("still in the source after deletion", str(len(report.remaining)))
     rate = report.total / report.seconds if report.seconds else 0.0
-    table.caption = f"{report.total} secrets in {report.seconds:.1f} s ({rate:.0f}/s)"
+    noun = "secret" if report.total == 1 else "secrets"
+    table.caption = f"{report.total} {noun} in {report.seconds:.1f} s ({rate:.0f}/s)"
     console = Console(file=out, width=100)
     console.print(table)
+
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
     for sid, error in report.failed.items():
-        console.print(f"failed {sid}: {error}", markup=False, highlight=False)
+        line(f"failed {sid}: {error}")
+    for sid, error in report.corrupted.items():
+        line(f"corrupted {sid}: {error}")
+    if report.deletion_skipped:
+        line(f"source deletion skipped: {report.deletion_skipped}")
+    for sid in report.remaining:
+        line(f"still in the source {sid}")

@@ -8,8 +8,11 @@ install hint instead of a bare `ImportError`.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
+import logging
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +28,11 @@ __all__ = [
     "KNOWN_DISTRIBUTIONS",
     "available_backends",
     "driver_from_environ",
+    "install_command",
+    "installed_backends",
+    "known_variables",
     "load_driver_class",
+    "opaque_variable_prefixes",
 ]
 
 ENTRY_POINT_GROUP = "multicloud_store.backends"
@@ -89,6 +96,94 @@ def _install_hint(name: str) -> tuple[str, str]:
             editable = "-e " if direct_url["dir_info"].get("editable") else ""
             return str(backend_dir), f"pip install {editable}{shlex.quote(str(backend_dir))}"
     return extra, f"pip install '{extra}'"
+
+
+def installed_backends() -> list[str]:
+    """List the backends that can be selected without installing anything.
+
+    Returns:
+        Sorted names: the built-ins and every backend registered in the entry-point group.
+    """
+    return sorted({*_BUILTIN, *_entry_points()})
+
+
+def install_command(name: str) -> str | None:
+    """Return the command that installs one of our backends that is not installed here.
+
+    Args:
+        name: A backend name from `KNOWN_DISTRIBUTIONS`.
+
+    Returns:
+        A pip command line, or None for a name we do not publish.
+    """
+    if name not in KNOWN_DISTRIBUTIONS:
+        return None
+    return _install_hint(name)[1]
+
+
+def _settings_classes() -> list[type[object]]:
+    """Every settings class we can load without importing a cloud SDK.
+
+    The driver modules of our backends import their SDK, so each backend's settings are looked for in the
+    ``settings`` module next to the entry point's module (the layout every backend here uses).
+    """
+    from multicloud_store.settings import EnvSettings, StoreSettings
+
+    classes: list[type[object]] = [StoreSettings]
+    modules = ["multicloud_store.drivers.local", "multicloud_store.drivers.memory"]
+    modules.append("multicloud_store.integrations.zenml_layout")
+    for entry_point in _entry_points().values():
+        module_name = str(getattr(entry_point, "module", "") or "")
+        package = module_name.rpartition(".")[0]
+        if package:
+            modules.append(f"{package}.settings")
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a broken or foreign layout: its variables are then never called typos
+            logging.getLogger("multicloud_store").debug("no settings read from %s: %s", module_name, exc)
+            continue
+        for _, value in inspect.getmembers(module, inspect.isclass):
+            if issubclass(value, EnvSettings) and value is not EnvSettings:
+                classes.append(value)
+    return classes
+
+
+@functools.lru_cache(maxsize=1)
+def known_variables() -> frozenset[str]:
+    """Every ``MULTICLOUD_STORE_*`` variable that some installed settings class reads (no SDK imported).
+
+    Returns:
+        The variable names.
+    """
+    from multicloud_store.settings import EnvSettings
+
+    names: set[str] = set()
+    for cls in _settings_classes():
+        assert issubclass(cls, EnvSettings)
+        names.update(cls.env_name(field) for field in cls.model_fields)
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=1)
+def opaque_variable_prefixes() -> tuple[str, ...]:
+    """Variable prefixes of installed backends whose settings could not be read (never reported as typos).
+
+    Returns:
+        Prefixes such as ``MULTICLOUD_STORE_ACME_``.
+    """
+    from multicloud_store.settings import ENV_PREFIX, EnvSettings
+
+    prefixes = {
+        str(cls.model_config.get("env_prefix") or "").upper()
+        for cls in _settings_classes()
+        if issubclass(cls, EnvSettings)
+    }
+    return tuple(
+        f"{ENV_PREFIX}{name.upper()}_"
+        for name in _entry_points()
+        if f"{ENV_PREFIX}{name.upper()}_" not in prefixes
+    )
 
 
 def load_driver_class(name: str) -> type[SecretsDriver]:

@@ -8,19 +8,33 @@ source and target side by side. A wrong value becomes a `ConfigurationError` tha
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import difflib
+import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
 
-__all__ = ["ENV_PREFIX", "EnvSettings", "StoreSettings", "describe_settings", "read_env_file"]
+__all__ = [
+    "ENV_PREFIX",
+    "EnvSettings",
+    "StoreSettings",
+    "describe_settings",
+    "read_env_file",
+    "unknown_variables",
+    "warn_unknown_variables",
+]
+
+logger = logging.getLogger("multicloud_store")
 
 ENV_PREFIX = "MULTICLOUD_STORE_"
 
@@ -127,9 +141,21 @@ class EnvSettings(BaseSettings):
             field = str(loc[0]) if loc else ""
             variable = cls.env_name(field) if field in cls.model_fields else field or "(settings)"
             first_variable = first_variable or variable
-            # Only pydantic's description, never the input: the input may be a credential.
-            problems.append(f"{variable}: {error.get('msg', 'invalid value')}")
+            # Only a description of the rule, never the input: the input may be a credential.
+            rule = None
+            if field in cls.model_fields:
+                extra = cls.model_fields[field].json_schema_extra
+                rule = extra.get("rule") if isinstance(extra, dict) else None
+            problems.append(f"{variable} {_sentence(error, rule if isinstance(rule, str) else None)}")
         return ConfigurationError("invalid configuration: " + "; ".join(problems), variable=first_variable)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value: object, info: ValidationInfo) -> object:
+        # An empty path would become Path("."), the working directory: refuse it instead of guessing.
+        if value == "" and info.field_name is not None and _is_path_field(cls, info.field_name):
+            raise ValueError("must not be empty (unset the variable to use the default)")
+        return value
 
     def redacted(self) -> dict[str, str]:
         """Return the settings as ``{VARIABLE: text}`` with credentials replaced by ``**********``.
@@ -145,6 +171,57 @@ class EnvSettings(BaseSettings):
                 text = "(not set)"
             out[self.env_name(name)] = text
         return out
+
+
+def _is_path_field(cls: type[BaseSettings], name: str) -> bool:
+    field = cls.model_fields.get(name)
+    if field is None:
+        return False
+    annotation = field.annotation
+    return annotation is Path or Path in getattr(annotation, "__args__", ())
+
+
+# pydantic's error types, as sentences that follow the variable's name.
+_SENTENCES: dict[str, str] = {
+    "missing": "is required",
+    "string_too_short": "must have at least {min_length} character(s)",
+    "string_too_long": "must have at most {max_length} character(s)",
+    "greater_than": "must be greater than {gt}",
+    "greater_than_equal": "must be at least {ge}",
+    "less_than": "must be less than {lt}",
+    "less_than_equal": "must be at most {le}",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "bool_parsing": "must be true or false",
+    "literal_error": "must be one of {expected}",
+    "enum": "must be one of {expected}",
+    "path_type": "must be a path",
+    "url_parsing": "must be a URL",
+    "url_scheme": "must be a URL with scheme {expected_schemes}",
+    "json_invalid": "must be valid JSON",
+    "list_type": "must be a list",
+}
+
+
+def _sentence(error: Mapping[str, Any], rule: str | None) -> str:
+    """Rewrite one pydantic error into a sentence that follows the variable name (no input echoed)."""
+    kind = str(error.get("type", ""))
+    ctx = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        return f"must be {rule}" if rule else f"must match the pattern {ctx.get('pattern')}"
+    if kind in ("value_error", "assertion_error"):
+        cause = ctx.get("error")
+        text = str(cause) if cause is not None else str(error.get("msg", ""))
+        for noise in ("Value error, ", "Assertion failed, "):
+            text = text.removeprefix(noise)
+        return text
+    template = _SENTENCES.get(kind)
+    if template is not None:
+        with contextlib.suppress(KeyError, IndexError):
+            return template.format(**{k: str(v) for k, v in ctx.items()})
+    message = str(error.get("msg", "is not valid"))
+    return "is not valid: " + message[:1].lower() + message[1:]
 
 
 def _is_secret(value: object) -> bool:
@@ -175,14 +252,45 @@ class StoreSettings(EnvSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
 
     backend: str = Field(default="local", min_length=1)
-    deployment_id: str = Field(default="default", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
-    name_prefix: str = Field(default="multicloud-store", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,47}$")
+    deployment_id: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        json_schema_extra={
+            "rule": "1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+        },
+    )
+    name_prefix: str = Field(
+        default="multicloud-store",
+        pattern=r"^[A-Za-z][A-Za-z0-9-]{0,47}$",
+        json_schema_extra={"rule": "1 to 48 letters, digits or '-', starting with a letter"},
+    )
     cache_ttl_seconds: float = Field(default=0.0, ge=0, le=86400)
     cache_max_entries: int = Field(default=10_000, ge=1)
     cache_jitter: float = Field(default=0.1, ge=0, lt=1)
     cache_negative_ttl_seconds: float = Field(default=5.0, ge=0, le=3600)
     cache_stale_seconds: float = Field(default=0.0, ge=0, le=86400)
     max_workers: int = Field(default=8, ge=1, le=64)
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> StoreSettings:
+        """Build the settings, and warn about ``MULTICLOUD_STORE_*`` variables that no setting knows.
+
+        Args:
+            environ: Variables to read instead of `os.environ` (the process environment is then ignored).
+            **overrides: Field values that win over the environment.
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            ConfigurationError: A value is missing or invalid; the message names the variable.
+        """
+        settings = super().from_environ(environ, **overrides)
+        scoped = _ENVIRON.get()
+        warn_unknown_variables(
+            environ if environ is not None else scoped if scoped is not None else os.environ
+        )
+        return settings
 
     @field_validator("backend")
     @classmethod
@@ -246,3 +354,87 @@ def describe_settings(*settings: EnvSettings) -> dict[str, str]:
     for item in settings:
         out.update(item.redacted())
     return out
+
+
+# Variables with our prefix that are not settings of any class but are still ours.
+_EXTRA_KNOWN = frozenset({f"{ENV_PREFIX}DEBUG"})
+# Whole families read elsewhere (the test suite's server addresses).
+_KNOWN_FAMILIES = (f"{ENV_PREFIX}TEST_",)
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def unknown_variables(
+    environ: Mapping[str, str], *, prefix: str = ENV_PREFIX, known: frozenset[str] | None = None
+) -> dict[str, str | None]:
+    """Find variables with our prefix that no setting of any installed backend reads.
+
+    A variable of a backend whose settings cannot be read without importing its SDK counts as known: only
+    what is certainly a typo is reported.
+
+    Args:
+        environ: The variables to inspect.
+        prefix: The prefix to inspect (``ZENML_SECRETS_STORE_`` maps onto ``MULTICLOUD_STORE_`` names).
+        known: The known variable names under ``MULTICLOUD_STORE_`` (default: every installed settings class).
+
+    Returns:
+        ``{variable: closest known variable, or None}``, sorted by variable.
+    """
+    from multicloud_store.registry import known_variables, opaque_variable_prefixes
+
+    names = known if known is not None else known_variables()
+    opaque = opaque_variable_prefixes()
+    out: dict[str, str | None] = {}
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(prefix):
+            continue
+        as_ours = ENV_PREFIX + upper[len(prefix) :]
+        if as_ours in names or as_ours in _EXTRA_KNOWN or as_ours.startswith((*_KNOWN_FAMILIES, *opaque)):
+            continue
+        # Compare what follows the prefix: the shared prefix would make every name look close.
+        suffixes = sorted(name[len(ENV_PREFIX) :] for name in names if name.startswith(ENV_PREFIX))
+        typo = upper[len(prefix) :]
+        # A name cut short (CACHE_TTL for CACHE_TTL_SECONDS) first, then difflib's closest spelling.
+        close = sorted((s for s in suffixes if s.startswith(typo + "_")), key=len)[:1] or (
+            difflib.get_close_matches(typo, suffixes, n=1, cutoff=0.7)
+        )
+        out[variable] = (prefix + close[0]) if close else None
+    return out
+
+
+def unknown_variable_message(variable: str, suggestion: str | None) -> str:
+    """Return the warning text for one unknown variable.
+
+    Args:
+        variable: The variable no setting reads.
+        suggestion: The closest known variable, if any.
+
+    Returns:
+        One sentence.
+    """
+    hint = f"; did you mean {suggestion}?" if suggestion else ""
+    return f"{variable} is set but no setting reads it (ignored){hint}"
+
+
+def warn_unknown_variables(environ: Mapping[str, str], *, prefix: str = ENV_PREFIX) -> dict[str, str | None]:
+    """Log a warning, once per process and variable, for each unknown variable with our prefix.
+
+    Warn, never fail: an image may carry variables meant for a newer version.
+
+    Args:
+        environ: The variables to inspect.
+        prefix: ``MULTICLOUD_STORE_`` or ``ZENML_SECRETS_STORE_``.
+
+    Returns:
+        What `unknown_variables` found.
+    """
+    found = unknown_variables(environ, prefix=prefix)
+    for variable, suggestion in found.items():
+        with _warned_lock:
+            if variable in _warned:
+                continue
+            _warned.add(variable)
+        logger.warning("%s", unknown_variable_message(variable, suggestion))
+    return found

@@ -71,7 +71,7 @@ def test_put_get_update_list_delete(env: dict[str, str], tmp_path: Path) -> None
     assert run(env, "get", sid, "--reveal").stdout == "from=stdin\n"
 
     listed = run(env, "list")
-    assert listed.stdout.split() == [sid] and "1 secrets" in listed.stderr
+    assert listed.stdout.split() == [sid] and "1 secret\n" in listed.stderr
     assert run(env, "delete", sid).returncode == 0
     assert run(env, "list", "--json").stdout == ""
 
@@ -167,3 +167,310 @@ def test_global_options_work_before_and_after_the_command(env: dict[str, str]) -
     before = run(env, "--json", "info")
     after = run(env, "info", "--json")
     assert json.loads(before.stdout)["backend"] == json.loads(after.stdout)["backend"] == "local"
+
+
+# -- issue 13: a CLI that does what a user meant ---------------------------------------------------------------
+
+
+def put_json(env: dict[str, str], *args: str) -> str:
+    result = run(env, "put", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    return str(json.loads(result.stdout)["id"])
+
+
+def reveal(env: dict[str, str], sid: str) -> dict[str, str]:
+    result = run(env, "get", sid, "--reveal", "--json")
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout)["values"])
+
+
+def test_put_refuses_no_values_and_duplicate_keys(env: dict[str, str]) -> None:
+    empty = run(env, "put")
+    assert empty.returncode == 2 and "no values" in empty.stderr and "--allow-empty" in empty.stderr
+    twice = run(env, "put", "a=b", "a=c")
+    assert twice.returncode == 2 and "argument #2 repeats key 'a'" in twice.stderr
+    in_json = run(env, "put", "--stdin", stdin='{"a": "b", "a": "c"}')
+    assert in_json.returncode == 2 and "'a' is given twice" in in_json.stderr
+    assert run(env, "list").stdout == ""  # nothing was stored by any of them
+    sid = put_json(env, "--allow-empty")
+    assert reveal(env, sid) == {}
+
+
+def test_update_refuses_no_values_names_removed_keys_and_merges(env: dict[str, str]) -> None:
+    sid = put_json(env, "user=admin", "password=p", "host=h")
+    nothing = run(env, "update", sid)
+    assert nothing.returncode == 2 and "no values" in nothing.stderr
+    assert reveal(env, sid) == {"user": "admin", "password": "p", "host": "h"}  # not replaced by {}
+
+    merged = run(env, "update", sid, "--merge", "password=new")
+    assert merged.returncode == 0, merged.stderr
+    assert "removed" not in merged.stdout
+    assert reveal(env, sid) == {"user": "admin", "password": "new", "host": "h"}
+
+    replaced = run(env, "update", sid, "user=root")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "(1 key)" in replaced.stdout and "removed 2 keys: host, password" in replaced.stdout
+    assert json.loads(run(env, "update", sid, "--json", "a=b").stdout)["removed"] == ["user"]
+
+    cleared = run(env, "update", sid, "--allow-empty")
+    assert cleared.returncode == 0 and reveal(env, sid) == {}
+    missing = run(env, "update", str(uuid.UUID(int=9)), "--merge", "a=b")
+    assert missing.returncode == 3
+
+
+def test_reads_and_lists_create_no_files(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MULTICLOUD_STORE_")}
+    env = {**base, "HOME": str(home), "XDG_DATA_HOME": str(home / "data")}
+    env["MULTICLOUD_STORE_LOCAL_PATH"] = str(tmp_path / "nowhere" / "store.db")
+    assert run(env, "list").returncode == 0
+    assert run(env, "get", str(uuid.UUID(int=1))).returncode == 3
+    assert not (tmp_path / "nowhere").exists()
+
+
+def corrupt_all_rows(path: str) -> None:
+    import sqlite3
+
+    connection = sqlite3.connect(path)
+    connection.execute("UPDATE secrets SET ciphertext = zeroblob(length(ciphertext))")
+    connection.commit()
+    connection.close()
+
+
+def test_delete_force_removes_a_corrupted_secret_of_this_deployment(env: dict[str, str]) -> None:
+    sid = put_json(env, "a=b")
+    corrupt_all_rows(env["MULTICLOUD_STORE_LOCAL_PATH"])
+    plain = run(env, "delete", sid)
+    assert plain.returncode == 8 and "integrity" in plain.stderr
+
+    other = {**env, "MULTICLOUD_STORE_DEPLOYMENT_ID": "other"}
+    foreign = run(other, "delete", "--force", "--yes", sid)
+    assert foreign.returncode == 3 and f"secret {sid} not found" in foreign.stderr
+
+    unconfirmed = run(env, "delete", "--force", sid, stdin="")
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    assert run(env, "list").stdout.split() == [sid]
+
+    forced = run(env, "delete", "--force", "--yes", sid)
+    assert forced.returncode == 0, forced.stderr
+    assert "integrity check" in forced.stdout
+    assert run(env, "list").stdout == ""
+    assert run(env, "delete", "--force", "--yes", sid).returncode == 3
+
+
+def test_delete_force_of_a_healthy_secret_deletes_it(env: dict[str, str]) -> None:
+    sid = put_json(env, "a=b")
+    result = run(env, "delete", "--force", "--json", "--yes", sid)
+    assert json.loads(result.stdout) == {"id": sid, "deleted": True, "corrupted": False}
+
+
+def test_empty_local_path_is_a_configuration_error(env: dict[str, str]) -> None:
+    result = run({**env, "MULTICLOUD_STORE_LOCAL_PATH": ""}, "list")
+    assert result.returncode == 5, result.stderr
+    assert "MULTICLOUD_STORE_LOCAL_PATH must not be empty" in result.stderr
+    assert "unexpected" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workers", "0"], "must be at least 1"),
+        (["--workers", "-3"], "must be at least 1"),
+        (["--workers", "many"], "whole number"),
+        (["--dry-run", "--delete-source"], "cannot be combined"),
+    ],
+)
+def test_migrate_usage_errors(env: dict[str, str], tmp_path: Path, args: list[str], message: str) -> None:
+    src, dst = tmp_path / "a.env", tmp_path / "b.env"
+    src.write_text(f"MULTICLOUD_STORE_LOCAL_PATH={tmp_path / 'a.db'}\n")
+    dst.write_text(f"MULTICLOUD_STORE_LOCAL_PATH={tmp_path / 'b.db'}\n")
+    result = run(env, "migrate", "--source-env-file", str(src), "--target-env-file", str(dst), *args)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "unexpected" not in result.stderr
+    assert not (tmp_path / "b.db").exists()
+
+
+def test_output_into_a_closed_pipe_stops_quietly(env: dict[str, str]) -> None:
+    from multicloud_store.store import SecretsStore
+
+    with SecretsStore.from_env({"MULTICLOUD_STORE_LOCAL_PATH": env["MULTICLOUD_STORE_LOCAL_PATH"]}) as store:
+        for i in range(3000):
+            store.store_secret_values(uuid.UUID(int=i + 1), {"k": "v"})
+    # `multicloud-store list | head -1`: the reader goes away after one line.
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "multicloud_store.cli"]
+    producer = subprocess.Popen([*command, "list"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert producer.stdout is not None and producer.stderr is not None
+    first = producer.stdout.readline()
+    producer.stdout.close()
+    stderr = producer.stderr.read().decode()
+    code = producer.wait(timeout=120)
+    assert uuid.UUID(first.decode().strip())
+    assert code == 141
+    assert stderr == "", stderr
+
+
+def test_unknown_variables_are_reported_with_the_closest_name(env: dict[str, str]) -> None:
+    typo = {**env, "MULTICLOUD_STORE_BAKEND": "aws", "MULTICLOUD_STORE_NEWER_FEATURE": "1"}
+    info = run(typo, "info")
+    assert info.returncode == 0, info.stderr  # warn, never fail
+    assert (
+        "MULTICLOUD_STORE_BAKEND" in info.stderr and "did you mean MULTICLOUD_STORE_BACKEND?" in info.stderr
+    )
+    assert "unknown variables" in info.stdout and "MULTICLOUD_STORE_NEWER_FEATURE" in info.stdout
+    data = json.loads(run(typo, "info", "--json").stdout)
+    assert data["unknown_variables"] == {
+        "MULTICLOUD_STORE_BAKEND": "MULTICLOUD_STORE_BACKEND",
+        "MULTICLOUD_STORE_NEWER_FEATURE": None,
+    }
+    listed = run(typo, "list")
+    assert listed.returncode == 0 and "did you mean MULTICLOUD_STORE_BACKEND?" in listed.stderr
+    clean = run({**env, "MULTICLOUD_STORE_DEBUG": "", "MULTICLOUD_STORE_TEST_POSTGRES_URL": "x"}, "list")
+    assert clean.stderr == "0 secrets\n"
+
+
+def test_messages_in_the_users_terms(env: dict[str, str]) -> None:
+    missing = str(uuid.UUID(int=1))
+    result = run(env, "get", missing)
+    assert result.stderr == f"error: secret {missing} not found\n"  # the id typed, not a backend name
+
+    too_large = run(env, "put", f"k={'x' * 70_000}")
+    assert too_large.returncode == 2
+    assert "no id was created" in too_large.stderr and "limit is 65536 bytes" in too_large.stderr
+    sid = str(uuid.uuid4())
+    named = run(env, "put", "--id", sid, f"k={'x' * 70_000}")
+    assert named.returncode == 2 and sid in named.stderr and "no id was created" not in named.stderr
+
+    owned = put_json(env, "a=b")
+    other = run({**env, "MULTICLOUD_STORE_DEPLOYMENT_ID": "other"}, "get", "--json", owned)
+    assert other.returncode == 3
+    error = json.loads(other.stderr)["error"]
+    assert error["type"] == "SecretNotFoundError" and error["message"] == f"secret {owned} not found"
+    assert "deployment" not in other.stderr
+
+    assert "(1 key)" in run(env, "put", "a=b").stdout
+    assert "(2 keys)" in run(env, "put", "a=b", "c=d").stdout
+    assert run(env, "list").stderr == "3 secrets\n"
+    empty_key = run(env, "put", "--stdin", stdin='{"a": "b", "": "x"}')
+    assert empty_key.returncode == 2 and "secret key #2 is empty" in empty_key.stderr
+    bad_argument = run(env, "put", "a=b", "novalue")
+    assert "argument #2 is not KEY=VALUE" in bad_argument.stderr
+
+    pattern = run({**env, "MULTICLOUD_STORE_DEPLOYMENT_ID": "Has Spaces"}, "list")
+    assert pattern.returncode == 5
+    assert "MULTICLOUD_STORE_DEPLOYMENT_ID must be 1 to 63 lowercase letters" in pattern.stderr
+    assert "String should match" not in pattern.stderr and "Value error" not in pattern.stderr
+    key = run({**env, "MULTICLOUD_STORE_LOCAL_KEY": "not base64!"}, "list")
+    assert key.returncode == 5 and "MULTICLOUD_STORE_LOCAL_KEY must be base64" in key.stderr
+    assert "Value error" not in key.stderr
+
+
+def test_version_and_json_errors(env: dict[str, str]) -> None:
+    from multicloud_store import __version__
+
+    version = run(env, "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"multicloud-store {__version__}"
+    usage = run(env, "get", "--json", "not-a-uuid")
+    assert usage.returncode == 2
+    assert json.loads(usage.stderr)["error"]["exit_code"] == 2
+    parse = run(env, "--json", "put", "--no-such-option")
+    assert parse.returncode == 2 and json.loads(parse.stderr)["error"]["type"] == "UsageError"
+    config = run({**env, "MULTICLOUD_STORE_BACKEND": "nosuch"}, "list", "--json")
+    error = json.loads(config.stderr)["error"]
+    assert config.returncode == 5 and error["variable"] == "MULTICLOUD_STORE_BACKEND"
+
+
+def test_reveal_is_unambiguous_for_newlines_and_equals(env: dict[str, str]) -> None:
+    sid = put_json(env, "plain=value", "pem=line1\nline2", "dsn=a=b")
+    result = run(env, "get", sid, "--reveal")
+    assert result.stdout.splitlines() == ["plain=value", 'pem="line1\\nline2"', 'dsn="a=b"']
+    assert "--json" in result.stderr
+
+
+def test_memory_backend_warns_that_nothing_outlives_the_process(env: dict[str, str]) -> None:
+    result = run({**env, "MULTICLOUD_STORE_BACKEND": "memory"}, "put", "a=b")
+    assert result.returncode == 0
+    assert "nothing outlives this command" in result.stderr
+
+
+def test_info_lists_installed_and_installable_backends_and_the_default_path(env: dict[str, str]) -> None:
+    from multicloud_store.drivers.local import default_path
+    from multicloud_store.registry import KNOWN_DISTRIBUTIONS, installed_backends
+
+    data = json.loads(run(env, "info", "--json").stdout)
+    assert data["installed_backends"] == installed_backends()
+    assert {"local", "memory"} <= set(data["installed_backends"])
+    missing = sorted(set(KNOWN_DISTRIBUTIONS) - set(installed_backends()))
+    assert sorted(data["installable_backends"]) == missing
+    assert all(command.startswith("pip install") for command in data["installable_backends"].values())
+    assert data["default_local_path"] == str(default_path())
+    human = run(env, "info").stdout
+    assert f"default local store path: {default_path()}" in human
+
+
+def test_env_file_wins_over_process_variables(env: dict[str, str], tmp_path: Path) -> None:
+    file = tmp_path / "store.env"
+    file.write_text("MULTICLOUD_STORE_DEPLOYMENT_ID=from-file\n")
+    process = {**env, "MULTICLOUD_STORE_DEPLOYMENT_ID": "from-process"}
+    data = json.loads(run(process, "info", "--json", "--env-file", str(file)).stdout)
+    assert data["settings"]["MULTICLOUD_STORE_DEPLOYMENT_ID"] == "from-file"
+
+
+def _on_a_terminal(env: dict[str, str], args: list[str], answers: list[bytes]) -> tuple[int, str]:
+    """Run the command with a pseudo-terminal as its controlling terminal and stdin; type the answers."""
+    import pty
+    import select
+    import time
+
+    command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "multicloud_store.cli"]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its terminal
+        os.execve(command[0], [*command, *args], env)
+    output = b""
+    deadline = time.monotonic() + 120
+    pending = list(answers)
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            # Answer each prompt once it has been printed.
+            if pending and output.rstrip().endswith((b":", b"]")):
+                os.write(fd, pending.pop(0))
+        finished, status = os.waitpid(pid, os.WNOHANG)
+        if finished:
+            break
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0) if not finished else (pid, status)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_put_stdin_on_a_terminal_prompts_without_echo(env: dict[str, str]) -> None:
+    code, screen = _on_a_terminal(
+        env, ["put", "--stdin", "--json"], [b"user\n", b"hidden-" + CANARY.encode() + b"\n", b"\n"]
+    )
+    assert code == 0, screen
+    assert "value of 'user'" in screen
+    assert CANARY not in screen  # the value was not echoed
+    import re
+
+    match = re.search(r"\{.*\}", screen)
+    assert match, screen
+    sid = json.loads(match.group(0))["id"]
+    assert reveal(env, sid) == {"user": "hidden-" + CANARY}
+
+
+def test_interrupt_exits_130(env: dict[str, str]) -> None:
+    import signal
+
+    code, screen = _on_a_terminal(env, ["put", "--stdin"], [b"\x03"])  # Ctrl-C at the first prompt
+    assert code == 130, screen
+    assert "interrupted" in screen
+    assert signal.SIGINT  # the terminal turned Ctrl-C into SIGINT
+    assert run(env, "list").stdout == ""

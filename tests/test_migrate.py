@@ -77,10 +77,11 @@ def test_failures_are_reported_per_id_and_the_rest_is_copied(
     connection.commit()
     connection.close()
     report = migrate(source, target, delete_source=True)
-    assert list(report.failed) == [bad]
-    assert "SecretCorruptedError" in report.failed[bad]
-    assert report.created == 29
+    assert report.failed == {} and list(report.corrupted) == [bad]  # reported apart from copy failures
+    assert "integrity check" in report.corrupted[bad]
+    assert report.created == 29 and not report.ok
     assert report.deleted == 0  # not a full verified run: the source is kept
+    assert report.deletion_skipped is not None and "delete --force" in report.deletion_skipped
     assert len(list(source.list_secret_ids())) == 30
 
 
@@ -182,7 +183,7 @@ def test_cli_exit_code_9_lists_failed_ids(source: SecretsStore, tmp_path: Path) 
     }
     result = _cli(["migrate", "--source-prefix", "SRC_", "--target-prefix", "DST_", "--no-progress"], env)
     assert result.returncode == 9
-    assert f"failed {bad}" in result.stdout
+    assert f"corrupted {bad}" in result.stdout
 
 
 def test_a_copy_that_does_not_read_back_identical_is_a_failure(source: SecretsStore) -> None:
