@@ -95,7 +95,7 @@ def _free_port() -> int:
 
 
 def _spawn(
-    command: list[str], wanted: list[str], timeout: float = 60
+    command: list[str], wanted: list[str], timeout: float = 120
 ) -> tuple[subprocess.Popen[str], list[str]]:
     """Start a server process and return it with the first output line containing each of ``wanted``."""
     import queue
@@ -123,7 +123,7 @@ def _spawn(
     return process, [found[key] for key in wanted]
 
 
-def _wait_http(url: str, timeout: float = 60) -> None:
+def _wait_http(url: str, timeout: float = 120) -> None:
     import urllib.request
 
     deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ import pytest
 from zenml_flows import unique
 from zenml_harness import (
     CLASS_PATH,
-    QUICK,
     Backend,
     clean_env,
     files_containing,
@@ -56,7 +55,6 @@ def test_plugin_as_backup_of_the_sql_store_then_primary(
         lose_zenml_sql_values(db, sid)
         reply = process.call("get", name=name)
         assert reply.ok, reply.message
-        assert reply.seconds < QUICK
         assert reply.result["values"] == values
         assert zenml_sql_values(db, sid) == values
 
@@ -104,7 +102,6 @@ def test_sql_store_as_backup_of_the_plugin(make_backend: Callable[[str], Backend
         assert not store.secret_exists(sid)
         reply = process.call("get", name=name)
         assert reply.ok, reply.message
-        assert reply.seconds < QUICK
         assert reply.result["values"] == values
         assert store.get_secret_values(sid) == values
         assert store.secret_name(sid) in primary.raw_names()

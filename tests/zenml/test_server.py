@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from zenml_flows import Scenario, check_connector, check_crud, check_lost_secret, check_too_large, unique
-from zenml_harness import QUICK, Backend, clean_env, new_sentinel, plugin_env, zenml_process, zenml_server
+from zenml_harness import Backend, clean_env, new_sentinel, plugin_env, zenml_process, zenml_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -81,6 +81,5 @@ def test_denied_read_over_rest_is_an_error_not_a_missing_secret(
         # ZenML's server answers 500 for errors it has no status for; its client raises RuntimeError, not KeyError.
         assert reply.error == "RuntimeError", f"{reply.error}: {reply.message}"
         assert "permission" in reply.message.lower()
-        assert reply.seconds < QUICK
         assert values["key"] not in reply.message
     assert scenario.store.get_secret_values(sid) == values

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zenml_harness import (
-    QUICK,
     Backend,
     ZenmlProcess,
     files_containing,
@@ -143,7 +142,6 @@ def check_lost_secret(s: Scenario, *, over_rest: bool, workdir: Path) -> None:
     for op, args in failing:
         reply = p.fail(op, **args)
         assert reply.is_a("KeyError"), f"{op}: {reply.error}: {reply.message}"
-        assert reply.seconds < QUICK, f"{op} took {reply.seconds} s"
 
     recreated = {"key": new_sentinel("recreated")}
     if over_rest:
@@ -164,7 +162,6 @@ def check_lost_secret(s: Scenario, *, over_rest: bool, workdir: Path) -> None:
     else:
         reply = p.call("store_update", id=sid, values=recreated)
         assert reply.ok, f"{reply.error}: {reply.message}"
-        assert reply.seconds < QUICK
         assert reply.result["values"] == recreated
     assert s.store.get_secret_values(sid) == recreated
     assert p.run("get", name=name)["values"] == recreated
@@ -175,7 +172,6 @@ def check_lost_secret(s: Scenario, *, over_rest: bool, workdir: Path) -> None:
         s.backend.raw_delete(s.store.secret_name(sid))
         reply = p.call("store_delete", id=sid)
         assert reply.ok, f"{reply.error}: {reply.message}"
-        assert reply.seconds < QUICK
     assert name not in p.run("list")["names"]
     assert s.store.secret_name(sid) not in s.backend.raw_names()
 
@@ -191,5 +187,4 @@ def check_too_large(s: Scenario, *, over_rest: bool) -> None:
     assert over_rest or reply.is_a("InvalidSecretError")
     assert "too large" in reply.message
     assert "the limit is" in reply.message
-    assert reply.seconds < QUICK
     assert name not in p.run("list")["names"]
