@@ -135,6 +135,16 @@ class AwsDriver:
         """What AWS Secrets Manager accepts."""
         return self._LIMITS
 
+    def location(self) -> tuple[str | None, ...]:
+        """Identify the store from settings alone (the account id would need a call): region, endpoint, identity.
+
+        Returns:
+            ``(region, endpoint URL, profile, access key id, role ARN)``.
+        """
+        endpoint = (self.settings.endpoint_url or "").rstrip("/").lower() or None
+        settings = self.settings
+        return (self._region, endpoint, settings.profile, settings.access_key_id, settings.role_arn)
+
     # -- the client ---------------------------------------------------------------------------------------
 
     @property

@@ -326,6 +326,14 @@ class AzureDriver:
         """What this backend accepts."""
         return self._LIMITS
 
+    def location(self) -> tuple[str, ...]:
+        """Identify the store from settings alone: the vault URL.
+
+        Returns:
+            ``(vault URL,)``, lower case, without a trailing slash.
+        """
+        return (self.settings.resolved_vault_url().rstrip("/").lower(),)
+
     # -- client -------------------------------------------------------------------------------------------
 
     def _connect(self) -> Any:

@@ -193,6 +193,19 @@ class GcpDriver:
         """What this backend accepts."""
         return self._LIMITS
 
+    def location(self) -> tuple[str | None, ...]:
+        """Identify the store from settings alone: project, regional location and endpoint.
+
+        Returns:
+            ``(project id, location, endpoint)``.
+        """
+        settings = self.settings
+        return (
+            settings.project_id,
+            settings.location,
+            str(settings.resolved_endpoint() or "").lower() or None,
+        )
+
     # -- client -------------------------------------------------------------------------------------------
 
     def _parent_of(self, project: str | None) -> str:
