@@ -121,6 +121,16 @@ class VaultDriver:
         """What KV v2 accepts here."""
         return self._LIMITS
 
+    def location(self) -> tuple[str | None, ...]:
+        """Identify the store from settings alone: server URL, namespace and KV mount.
+
+        Returns:
+            ``(URL, namespace, mount)``.
+        """
+        settings = self.settings
+        url = (settings.url or "").rstrip("/").lower() or None
+        return (url, (settings.namespace or "").strip("/") or None, settings.mount.strip("/"))
+
     # -- the client ---------------------------------------------------------------------------------------
 
     @property
