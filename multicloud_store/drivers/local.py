@@ -229,6 +229,14 @@ class LocalDriver:
         """What this backend accepts."""
         return self._LIMITS
 
+    def location(self) -> tuple[str, ...]:
+        """Identify the store for `SecretsStore.store_identity`: the database file, with symlinks and ``..`` resolved.
+
+        Returns:
+            ``(resolved path,)``.
+        """
+        return (os.path.realpath(self.path),)
+
     # -- keys ---------------------------------------------------------------------------------------------
 
     def _key_source(self) -> str:
