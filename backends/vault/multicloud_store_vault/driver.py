@@ -10,7 +10,10 @@ One KV v2 secret per store secret, at ``{mount}/data/{name}``. The secret's data
 - replace: ``POST data`` with ``cas`` = the version the dispatcher's ownership read just saw. A mismatch means
   another writer came in between: the driver reads again and, if the secret still carries the same labels (the
   same deployment and id), writes against the new version (last writer wins, as on every other backend); if
-  it was deleted or now belongs to someone else, `SecretNotFoundError`. At most `_CAS_ATTEMPTS` rounds.
+  it was deleted or now belongs to someone else, `SecretNotFoundError`. At most `_CAS_ATTEMPTS` rounds. KV v2
+  compares version numbers only: a secret deleted and created again (version 1 again) by someone else in the
+  milliseconds between the ownership read and the write is not detected, as on every backend without
+  conditional writes; any write of theirs in between is.
 - delete: ``DELETE metadata``: every version and the metadata go, so the name can be created again at once.
 - list: ``LIST metadata`` page by page (OpenBao's ``after``/``limit``; Vault, which ignores them, answers with
   every key at once) and one ``GET metadata`` per key to compare the labels.
@@ -22,6 +25,7 @@ when renewal is refused or the token nears its maximum TTL.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -64,6 +68,10 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Every write is protected by check-and-set or idempotent (metadata, delete), so POST may be retried too.
 _RETRY_METHODS = frozenset({"GET", "HEAD", "LIST", "POST", "PUT", "DELETE"})
+
+
+def _list_page(client: hvac.Client, *, path: str, params: dict[str, Any]) -> Any:
+    return client.adapter.list(path, params=params)
 
 
 class VaultDriver:
@@ -185,7 +193,7 @@ class VaultDriver:
             token=token,
             namespace=settings.namespace,
             verify=verify,
-            timeout=(settings.connect_timeout, settings.read_timeout),  # type: ignore[arg-type]
+            timeout=(settings.connect_timeout, settings.read_timeout),
             session=session,
         )
 
@@ -395,7 +403,7 @@ class VaultDriver:
             if after is not None:
                 params["after"] = after
             try:
-                response = self._raw("list", None, lambda c, p=params: c.adapter.list(path, params=p))
+                response = self._raw("list", None, functools.partial(_list_page, path=path, params=params))
             except hvac_exceptions.InvalidPath:
                 return  # an empty folder
             except hvac_exceptions.VaultError as exc:

@@ -99,7 +99,7 @@ def status_of(exc: BaseException) -> int | None:
         The status, or None when it is not an hvac error or its status is unknown.
     """
     for cls in type(exc).__mro__:
-        status = _STATUS_OF_CLASS.get(cls)  # type: ignore[call-overload]
+        status = _STATUS_OF_CLASS.get(cls)
         if status is not None:
             return status
     return None

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from multicloud_store_vault.testing import STORE_POLICY, OpenBaoServer
 
 # Retries stay on (their behaviour is under test) but their pauses are kept tiny.
-FAST = {"max_retries": 2, "backoff_factor": 0.01, "connect_timeout": 5.0, "read_timeout": 30.0}
+FAST: dict[str, Any] = {
+    "max_retries": 2,
+    "backoff_factor": 0.01,
+    "connect_timeout": 5.0,
+    "read_timeout": 30.0,
+}
 FAST_ENV = {
     "MULTICLOUD_STORE_VAULT_MAX_RETRIES": "2",
     "MULTICLOUD_STORE_VAULT_BACKOFF_FACTOR": "0.01",
