@@ -8,6 +8,7 @@ Messages name secrets by id or backend name, never by value: nothing here ever f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from uuid import UUID
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "MultiCloudStoreError",
     "SecretCorruptedError",
     "SecretExistsError",
+    "SecretIncompleteError",
     "SecretNotFoundError",
     "SecretStateError",
 ]
@@ -65,6 +67,30 @@ class SecretNotFoundError(MultiCloudStoreError, KeyError):
     Also raised when the backend holds a secret under that name that belongs to another deployment: it is not
     ours, so for this store it does not exist. A subclass of `KeyError`, as ZenML's interface requires.
     """
+
+
+class SecretIncompleteError(SecretNotFoundError):
+    """The name holds a secret with no value: the leftover of a store interrupted between its steps.
+
+    A driver whose create takes more than one call (GCP: CreateSecret, then AddSecretVersion) raises it from
+    ``read`` when the secret exists but holds nothing to read. Readers see "not found", since no value was ever
+    stored; `SecretsStore.delete_secret_values` deletes such a leftover when its labels are this deployment's and
+    this id's, so that every listed id can be deleted.
+
+    Attributes:
+        labels: The labels the empty secret carries (what proves whose leftover it is).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        secret_id: UUID | None = None,
+        backend: str | None = None,
+    ) -> None:
+        super().__init__(message, secret_id=secret_id, backend=backend)
+        self.labels: Mapping[str, str] = dict(labels or {})
 
 
 class SecretExistsError(MultiCloudStoreError):

@@ -3,11 +3,14 @@
 - One Secret Manager secret per store secret, named as the dispatcher says, carrying the dispatcher's labels.
   Its latest version holds the payload, sent with a CRC32C checksum and checked against the service's checksum
   on every read.
-- An update adds a version, then destroys the enabled or disabled versions beyond ``keep_versions`` (every
-  active version is billed). The newest version is never destroyed, so a reader of ``latest`` always has one.
-- Creating is two calls (CreateSecret, AddSecretVersion). If the second fails the empty secret is deleted
-  again; if the process dies in between, the next store of the same id completes the empty secret, once it is
-  older than ``repair_grace_seconds`` (younger, another writer may still be adding its first version).
+- An update adds a version, then destroys the enabled or disabled versions beyond ``keep_versions`` that were
+  superseded more than ``prune_grace_seconds`` ago (every active version is billed). ``latest`` is eventually
+  consistent, so a version it may still name is kept; a read whose ``latest`` names no version, or a disabled
+  or destroyed one, reads the newest live version by number instead (more calls, on that path only).
+- Creating is two calls (CreateSecret, AddSecretVersion). Whoever adds version 1 has stored the secret; a
+  writer whose version got another number lost a race, destroys it and reports that the id exists. If the
+  second call fails the empty secret is deleted again; if the process dies in between, the empty secret
+  (with our labels) is completed by the next store of the id, at once, and deleted by a delete.
 - Every call carries a per-attempt timeout and one retry policy (unavailable, throttled, 5xx, timeouts)
   bounded by ``retry_deadline``.
 """
@@ -29,10 +32,12 @@ from google.api_core.timeout import ConstantTimeout
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import (
     BackendError,
+    BackendUnavailableError,
     ConfigurationError,
     MultiCloudStoreError,
     SecretCorruptedError,
     SecretExistsError,
+    SecretIncompleteError,
     SecretNotFoundError,
     SecretStateError,
 )
@@ -48,7 +53,6 @@ _BACKEND = "gcp"
 _SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 # Versions that still hold a payload (and are billed); DESTROYED ones hold nothing.
 _LIVE_VERSIONS = "state:ENABLED OR state:DISABLED"
-_REPAIR_ANNOTATION = "multicloud-store-repair"
 _LIST_PAGE_SIZE = 100
 
 # The client library logs request and response bodies (secret values) at DEBUG once its "google" loggers are
@@ -79,13 +83,6 @@ def _scrub_sdk_logs() -> None:
         sdk_logger = logging.getLogger(name)
         if _SCRUBBER not in sdk_logger.filters:
             sdk_logger.addFilter(_SCRUBBER)
-
-
-def _claim_time(annotation: str | None) -> float:
-    try:
-        return float(annotation) if annotation else 0.0
-    except ValueError:
-        return 0.0  # not a claim of ours: it does not hold anything back
 
 
 def _version_number(version_name: str) -> int | None:
@@ -275,11 +272,27 @@ class GcpDriver:
             client = SecretManagerServiceClient(
                 credentials=credentials, transport=settings.transport, client_options=options
             )
+            if settings.transport == "rest":
+                self._size_pool(client)
         except MultiCloudStoreError:
             raise
         except Exception as exc:
             raise translate(exc, operation="creating the client") from exc
         return client, project
+
+    def _size_pool(self, client: Any) -> None:
+        """Keep as many connections as threads may share this driver (requests keeps 10 by default).
+
+        With fewer, every call beyond the pool's size opens a new TCP and TLS connection and urllib3 logs
+        "Connection pool is full, discarding connection". The transport builds its session itself; its
+        ``_session`` attribute is the only way to reach it.
+        """
+        from requests.adapters import HTTPAdapter
+
+        size = max(10, self.settings.max_connections)
+        session = client.transport._session
+        for prefix in ("https://", "http://"):
+            session.mount(prefix, HTTPAdapter(pool_connections=size, pool_maxsize=size))
 
     def _credentials(self) -> tuple[Any, str]:
         """Resolve credentials and the project: the settings first, then Application Default Credentials."""
@@ -325,24 +338,35 @@ class GcpDriver:
     def read(self, name: str) -> StoredSecret:
         """Read the latest version in one call; see `SecretsDriver.read`.
 
+        ``latest`` is eventually consistent on the service. When it names no version, or a disabled or
+        destroyed one (a stale alias, or a version pruned meanwhile), the live versions are listed and the
+        newest is read by number: more calls, on that rare path only.
+
         Raises:
-            SecretNotFoundError: No such secret, or it has no version left to read.
-            SecretStateError: Its latest version is disabled.
+            SecretNotFoundError: No such secret.
+            SecretIncompleteError: The secret exists but has no version to read (an interrupted store).
+            SecretStateError: Its newest version is disabled.
             SecretCorruptedError: The payload does not match its checksum.
         """
         client, parent = self._connect()
-        latest = f"{parent}/secrets/{name}/versions/latest"
+        path = f"{parent}/secrets/{name}"
         try:
             response = client.access_secret_version(
-                request={"name": latest}, retry=self._retry, timeout=self._timeout
+                request={"name": f"{path}/versions/latest"}, retry=self._retry, timeout=self._timeout
             )
+        except gexc.NotFound as exc:
+            # No such secret, or 'latest' does not name a version yet (the alias lags behind the first add).
+            response = self._read_around_latest(client, path, name, exc)
         except gexc.BadRequest as exc:
-            # FAILED_PRECONDITION (gRPC) or 400 (REST): the latest version is disabled or destroyed.
-            if status_name(exc) in (None, "FAILED_PRECONDITION"):
-                raise self._unreadable(client, latest, name, exc) from exc
-            raise translate(exc, operation="read", name=name) from exc
+            # FAILED_PRECONDITION (gRPC) or 400 (REST): 'latest' names a disabled or destroyed version.
+            if status_name(exc) not in (None, "FAILED_PRECONDITION"):
+                raise translate(exc, operation="read", name=name) from exc
+            response = self._read_around_latest(client, path, name, exc)
         except Exception as exc:
             raise translate(exc, operation="read", name=name) from exc
+        return self._stored(name, response)
+
+    def _stored(self, name: str, response: Any) -> StoredSecret:
         payload = response.payload
         data = bytes(payload.data)
         if "data_crc32c" in payload and google_crc32c.value(data) != payload.data_crc32c:
@@ -355,29 +379,76 @@ class GcpDriver:
         text = data.decode("utf-8", errors="replace")
         return StoredSecret(name=name, payload=text, labels={}, version=response.name.rsplit("/", 1)[-1])
 
-    def _unreadable(self, client: Any, latest: str, name: str, original: Exception) -> MultiCloudStoreError:
-        """Explain why ``latest`` cannot be accessed: one more call, on this error path only."""
+    def _access(self, client: Any, version_name: str, name: str) -> Any:
         try:
-            version = client.get_secret_version(
-                request={"name": latest}, retry=self._retry, timeout=self._timeout
+            return client.access_secret_version(
+                request={"name": version_name}, retry=self._retry, timeout=self._timeout
             )
+        except Exception as exc:
+            raise translate(exc, operation="read", name=name) from exc
+
+    def _read_around_latest(self, client: Any, path: str, name: str, original: Exception) -> Any:
+        """Read the newest live version by number, when ``latest`` cannot be read: the rare path.
+
+        Returns:
+            The ``AccessSecretVersion`` response.
+
+        Raises:
+            MultiCloudStoreError: Why there is nothing to read.
+        """
+        try:
+            pager = client.list_secret_versions(
+                request={"parent": path, "filter": _LIVE_VERSIONS, "page_size": _LIST_PAGE_SIZE},
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            # Newest by number, whatever order the service lists them in.
+            newest = max(pager, key=lambda v: _version_number(v.name) or 0, default=None)
+        except gexc.NotFound as exc:
+            raise translate(original, operation="read", name=name) from exc
         except Exception:
-            # Cannot tell (no versions.get, or an outage): the service's own refusal says it best.
-            return translate(original, operation="read", name=name)
-        state = getattr(version.state, "name", str(version.state))
-        if state == "DESTROYED":
-            return SecretNotFoundError(
-                f"GCP Secret Manager: secret {name!r} has no readable version (its latest version is "
-                "destroyed)",
-                backend=_BACKEND,
+            # Cannot look closer (no versions.list, or an outage): the service's own refusal says it best.
+            raise translate(original, operation="read", name=name) from original
+        if newest is not None:
+            if getattr(newest.state, "name", str(newest.state)) == "DISABLED":
+                raise SecretStateError(
+                    f"GCP Secret Manager: the newest version of secret {name!r} "
+                    f"({newest.name.rsplit('/', 1)[-1]}) is disabled; enable it to use this secret",
+                    backend=_BACKEND,
+                ) from original
+            return self._access(client, newest.name, name)
+        # The listing is eventually consistent too; version 1, accessed by number, is read-your-writes.
+        data = self._version_data(client, path, 1, name)
+        if data is not None:
+            return self._access(client, f"{path}/versions/1", name)
+        raise self._incomplete(client, path, name) from original
+
+    def _version_data(self, client: Any, path: str, number: int, name: str) -> bytes | None:
+        """The payload of one version, by number (read-your-writes); None when it is missing or not enabled."""
+        try:
+            response = client.access_secret_version(
+                request={"name": f"{path}/versions/{number}"}, retry=self._retry, timeout=self._timeout
             )
-        if state == "DISABLED":
-            return SecretStateError(
-                f"GCP Secret Manager: the latest version of secret {name!r} "
-                f"({version.name.rsplit('/', 1)[-1]}) is disabled; enable it to use this secret",
-                backend=_BACKEND,
-            )
-        return translate(original, operation="read", name=name)
+        except (gexc.NotFound, gexc.BadRequest):
+            return None
+        except Exception as exc:
+            raise translate(exc, operation="read", name=name) from exc
+        return bytes(response.payload.data)
+
+    def _incomplete(self, client: Any, path: str, name: str) -> MultiCloudStoreError:
+        """The secret has no version to read: report it with its labels, which tell whose leftover it is."""
+        try:
+            secret = client.get_secret(request={"name": path}, retry=self._retry, timeout=self._timeout)
+        except gexc.NotFound:
+            return SecretNotFoundError(f"GCP Secret Manager: secret {name!r} not found", backend=_BACKEND)
+        except Exception:
+            secret = None  # without secrets.get the labels stay unknown: nobody may delete it through us
+        return SecretIncompleteError(
+            f"GCP Secret Manager: secret {name!r} has no readable version (a store interrupted before its "
+            "first version, or every version destroyed)",
+            labels=dict(secret.labels) if secret is not None else {},
+            backend=_BACKEND,
+        )
 
     def read_many(self, names: list[str]) -> Mapping[str, StoredSecret | Exception]:
         """Read one by one (Secret Manager has no batch read); see `SecretsDriver.read_many`."""
@@ -388,26 +459,35 @@ class GcpDriver:
     def create(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Create the secret and its first version; see `SecretsDriver.create`.
 
+        Whoever adds the first version of a new secret has stored it: the service numbers versions one by
+        one, so that writer's ``AddSecretVersion`` answers with the number it expected, and every other
+        writer's does not. An empty secret carrying exactly our labels (an interrupted store, or our own
+        create whose answer was lost) is completed the same way, without waiting.
+
         Raises:
-            SecretExistsError: A secret of that name exists (unless it is our own empty leftover, which is
-                completed instead).
+            SecretExistsError: A secret of that name exists, or another writer stored it first.
+            BackendUnavailableError: The service could not be reached, and nothing shows the store took effect.
         """
         client, parent = self._connect()
         data = payload.encode("utf-8")
-        retry, failures = self._retry_noting_failures()
         try:
             client.create_secret(
                 request={"parent": parent, "secret_id": name, "secret": self._new_secret(labels)},
-                retry=retry,
+                retry=self._retry,
                 timeout=self._timeout,
             )
         except gexc.Conflict as exc:  # AlreadyExists over gRPC, 409 over REST
-            # After a retried attempt, the secret that exists may be the one our lost attempt created.
-            self._complete_existing(client, parent, name, data, labels, exc, retried=bool(failures))
+            # An interrupted store's leftover, the secret a retried attempt of ours created, or a real conflict.
+            self._complete_existing(client, parent, name, data, labels, exc)
             return
         except Exception as exc:
-            raise translate(exc, operation="create", name=name) from exc
-        self._first_version(client, parent, name, data)
+            error = translate(exc, operation="create", name=name)
+            if not isinstance(error, BackendUnavailableError):
+                raise error from exc
+            # Every answer may have been lost while the secret was created: complete it if it is there.
+            self._complete_existing(client, parent, name, data, labels, exc, unsure=error)
+            return
+        self._first_version(client, parent, name, data, expected=1)
 
     def _new_secret(self, labels: Mapping[str, str]) -> dict[str, Any]:
         settings = self.settings
@@ -444,10 +524,16 @@ class GcpDriver:
         )
         return str(response.name)
 
-    def _first_version(self, client: Any, parent: str, name: str, data: bytes) -> None:
-        """Add the first version of a secret we created; on failure, delete the empty secret again."""
+    def _first_version(self, client: Any, parent: str, name: str, data: bytes, *, expected: int) -> None:
+        """Add the first version; the store is ours only if the service gave it the ``expected`` number.
+
+        A version numbered otherwise means another writer added one first (unless it is our own earlier
+        attempt, whose answer was lost): ours is destroyed again and the id exists. On a definite failure the
+        empty secret is deleted again, unless another writer's version is in it by now.
+        """
+        path = f"{parent}/secrets/{name}"
         try:
-            self._add_version(client, parent, name, data)
+            number = _version_number(self._add_version(client, parent, name, data))
         except Exception as exc:
             if isinstance(exc, gexc.NotFound):
                 # Deleted by someone else between our two calls: never a KeyError from a store.
@@ -458,8 +544,44 @@ class GcpDriver:
                 )
             else:
                 error = translate(exc, operation="create", name=name)
-            self._discard_empty(client, parent, name)
+            try:
+                held = self._version_data(client, path, expected, name)
+            except MultiCloudStoreError:
+                raise error from exc  # cannot tell: the empty secret stays for the caller's retry to complete
+            if held == data:
+                return  # the version was added; only the answer was lost
+            if held is None:
+                self._discard_empty(client, parent, name)
             raise error from exc
+        if number == expected:
+            return
+        try:
+            won = self._version_data(client, path, expected, name) == data
+        except MultiCloudStoreError:
+            won = False
+        if won:
+            return  # our own earlier attempt (its answer lost) added the expected version
+        self._destroy_quietly(client, path, number, name)
+        raise SecretExistsError(
+            f"GCP Secret Manager: secret {name!r} already exists (another writer stored it first)",
+            backend=_BACKEND,
+        )
+
+    def _destroy_quietly(self, client: Any, path: str, number: int | None, name: str) -> None:
+        """Destroy the version a losing writer added; readers of ``latest`` then fall back to the winner's."""
+        if number is None:
+            return
+        try:
+            client.destroy_secret_version(
+                request={"name": f"{path}/versions/{number}"}, retry=self._retry, timeout=self._timeout
+            )
+        except Exception as exc:
+            logger.warning(
+                "could not destroy version %s of secret %s, added by a store that lost a race (%s)",
+                number,
+                name,
+                type(exc).__name__,
+            )
 
     def _discard_empty(self, client: Any, parent: str, name: str) -> None:
         try:
@@ -471,7 +593,7 @@ class GcpDriver:
         except Exception as exc:
             logger.warning(
                 "could not delete the empty secret %s after a failed store (%s); the next store of the same "
-                "id completes it",
+                "id completes it, a delete removes it",
                 name,
                 type(exc).__name__,
             )
@@ -483,81 +605,49 @@ class GcpDriver:
         name: str,
         data: bytes,
         labels: Mapping[str, str],
-        conflict: Exception,
+        cause: Exception,
         *,
-        retried: bool,
+        unsure: MultiCloudStoreError | None = None,
     ) -> None:
-        """Decide whether an existing secret is our own empty leftover; if so, give it its first version."""
+        """Complete the existing secret if it is an empty one with our labels; otherwise the id exists.
+
+        Args:
+            client: The client.
+            parent: ``projects/P`` or ``projects/P/locations/L``.
+            name: The secret's name.
+            data: The payload.
+            labels: The labels a secret of ours carries.
+            cause: What the create call raised.
+            unsure: Set when the create's answers were lost rather than refused: whether the secret exists at
+                all is unknown, and this error is raised when it cannot be shown to.
+        """
         path = f"{parent}/secrets/{name}"
         exists = SecretExistsError(f"GCP Secret Manager: secret {name!r} already exists", backend=_BACKEND)
         try:
             secret = client.get_secret(request={"name": path}, retry=self._retry, timeout=self._timeout)
             if any(secret.labels.get(key) != value for key, value in labels.items()):
-                raise exists from conflict
-            if self._has_live_version(client, path):
-                raise exists from conflict
-        except (gexc.NotFound, gexc.Forbidden) as exc:
-            # Deleted meanwhile, or we may not look (no secrets.get or versions.list): either way it existed.
-            raise exists from exc
-        except MultiCloudStoreError:
-            raise
-        except Exception as exc:
-            raise translate(exc, operation="create", name=name) from exc
-        if not retried:
-            # Younger than the grace period, the empty secret (or an earlier claim on it) may be another
-            # writer's store in progress: for this call, the id exists.
-            now, grace = time.time(), self.settings.repair_grace_seconds
-            created = secret.create_time.timestamp()
-            claimed = _claim_time(secret.annotations.get(_REPAIR_ANNOTATION))
-            if now - max(created, claimed) < grace:
-                raise SecretExistsError(
-                    f"GCP Secret Manager: secret {name!r} already exists (it has no version yet, and another "
-                    f"writer may be storing it; it is completed by a store after {grace:g} s)",
-                    backend=_BACKEND,
-                ) from conflict
-            self._claim(client, secret, name)
-        logger.info("completing secret %s, left without a version by an interrupted store", name)
-        self._first_version(client, parent, name, data)
-
-    def _has_live_version(self, client: Any, path: str) -> bool:
-        pager = client.list_secret_versions(
-            request={"parent": path, "filter": _LIVE_VERSIONS, "page_size": 1},
-            retry=self._retry,
-            timeout=self._timeout,
-        )
-        return next(iter(pager), None) is not None
-
-    def _claim(self, client: Any, secret: Any, name: str) -> None:
-        """Mark the empty secret as being completed by us (when), conditional on its etag: one writer wins.
-
-        Writers that read the secret before the claim lose on the etag; those that read it after see the claim
-        and wait out the grace period.
-        """
-        annotations = dict(secret.annotations)
-        annotations[_REPAIR_ANNOTATION] = f"{time.time():.3f}"
-        try:
-            client.update_secret(
-                request={
-                    "secret": {"name": secret.name, "etag": secret.etag, "annotations": annotations},
-                    "update_mask": {"paths": ["annotations"]},
-                },
+                raise exists from cause
+            newest = 0
+            pager = client.list_secret_versions(
+                request={"parent": path, "page_size": _LIST_PAGE_SIZE},
                 retry=self._retry,
                 timeout=self._timeout,
             )
-        except (gexc.BadRequest, gexc.Conflict) as exc:
-            # An etag mismatch (FAILED_PRECONDITION or ABORTED): another writer claimed it first.
-            if status_name(exc) in (None, "FAILED_PRECONDITION", "ABORTED", "ALREADY_EXISTS"):
-                raise SecretExistsError(
-                    f"GCP Secret Manager: secret {name!r} already exists (another writer is completing it)",
-                    backend=_BACKEND,
-                ) from exc
-            raise translate(exc, operation="create", name=name) from exc
-        except gexc.NotFound as exc:
-            raise SecretExistsError(
-                f"GCP Secret Manager: secret {name!r} already exists", backend=_BACKEND
-            ) from exc
+            for version in pager:
+                if getattr(version.state, "name", str(version.state)) != "DESTROYED":
+                    raise exists from cause
+                newest = max(newest, _version_number(version.name) or 0)
+        except MultiCloudStoreError:
+            raise
+        except (gexc.NotFound, gexc.Forbidden) as exc:
+            # Deleted meanwhile, or we may not look (no secrets.get or versions.list): either way it existed,
+            # unless the create was never answered at all.
+            raise (unsure or exists) from exc
         except Exception as exc:
-            raise translate(exc, operation="create", name=name) from exc
+            raise (unsure or translate(exc, operation="create", name=name)) from exc
+        logger.info("completing secret %s, left without a version by an interrupted store", name)
+        # A listing that lags shows fewer versions: the expected number is then too low, and we lose (safe).
+        self._first_version(client, parent, name, data, expected=newest + 1)
 
     def replace(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Add a version, then prune the old ones; see `SecretsDriver.replace`.
@@ -579,18 +669,27 @@ class GcpDriver:
             self._prune(client, f"{parent}/secrets/{name}", name)
 
     def _prune(self, client: Any, path: str, name: str) -> None:
-        """Destroy live versions beyond ``keep_versions``, newest kept. Best effort, without retries.
+        """Destroy live versions beyond ``keep_versions`` that were superseded over the grace period ago.
 
-        A failure is logged and left for the next update, which destroys every version beyond the limit.
+        ``latest`` is eventually consistent: a reader may be sent to the version that was newest a while ago,
+        so a version is destroyed only once the one that superseded it is older than ``prune_grace_seconds``.
+        Best effort, without retries: a failure is logged and left for the next update.
         """
-        keep = self.settings.keep_versions
+        keep, grace = self.settings.keep_versions, self.settings.prune_grace_seconds
         try:
             pager = client.list_secret_versions(
                 request={"parent": path, "filter": _LIVE_VERSIONS, "page_size": _LIST_PAGE_SIZE},
                 retry=None,
                 timeout=self._timeout,
             )
-            numbers = [number for v in pager if (number := _version_number(v.name)) is not None]
+            versions = sorted(
+                (
+                    (number, v.create_time.timestamp())
+                    for v in pager
+                    if (number := _version_number(v.name)) is not None
+                ),
+                reverse=True,
+            )
         except Exception as exc:
             logger.warning(
                 "could not list the versions of secret %s to prune them (%s); the next update prunes them",
@@ -598,9 +697,14 @@ class GcpDriver:
                 type(exc).__name__,
             )
             return
-        # Only versions listed here can go, and the newest listed one stays: the version just added (or a
-        # newer one of a concurrent update) is never destroyed.
-        for number in sorted(numbers, reverse=True)[keep:]:
+        now = time.time()
+        # Only versions listed here can go, and the newest listed ones stay: the version just added (or a
+        # newer one of a concurrent update) is never destroyed. versions[i] was superseded no earlier than
+        # versions[i - 1] was created.
+        for index in range(keep, len(versions)):
+            number, superseded = versions[index][0], versions[index - 1][1]
+            if grace > 0 and now - superseded < grace:
+                continue
             try:
                 client.destroy_secret_version(
                     request={"name": f"{path}/versions/{number}"}, retry=None, timeout=self._timeout

@@ -11,18 +11,32 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
 from multicloud_store.settings import EnvSettings
 
-__all__ = ["GcpSettings"]
+__all__ = ["GcpSettings", "mask_url"]
 
 _GRPC_ENDPOINT_RE = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?$")
 _REST_ENDPOINT_RE = re.compile(r"^https?://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?/?$")
 _KMS_KEY_RE = re.compile(r"^projects/[^/]+/locations/(?:[^/]+|\{location\})/keyRings/[^/]+/cryptoKeys/[^/]+$")
 _LOCATION_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+# Everything up to the last "@" before the host: "user:password@" with or without a scheme.
+_USER_INFO_RE = re.compile(r"^((?:[A-Za-z][A-Za-z0-9+.-]*:)?//)?[^/?#]*@")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any user-info (``user:password@``) replaced by ``***@``, for messages and logs.
+
+    Args:
+        url: A URL, or a ``host:port`` endpoint.
+
+    Returns:
+        The same text without the user-info.
+    """
+    return _USER_INFO_RE.sub(lambda match: (match.group(1) or "") + "***@", url)
 
 
 class GcpSettings(EnvSettings):
@@ -49,21 +63,28 @@ class GcpSettings(EnvSettings):
             europe-west4``); empty for automatic replication.
         kms_key_name: A Cloud KMS key to encrypt payloads with (CMEK). With ``replication_locations``, write
             ``{location}`` in place of the location and one key per replica location is used.
-        keep_versions: How many enabled or disabled versions each secret keeps; older ones are destroyed after
-            every update. Every active version is billed.
+        keep_versions: How many enabled or disabled versions each secret keeps; older ones are destroyed by
+            a later update once ``prune_grace_seconds`` have passed since they were superseded. Every active
+            version is billed.
+        prune_grace_seconds: How long a superseded version is kept before an update may destroy it. The
+            ``latest`` alias is eventually consistent ("typically converge within minutes, but may take a few
+            hours"), so a reader may still be sent to it; 0 destroys it at once (readers are then served by
+            the slower fallback that lists the versions).
+        max_connections: Connections the REST transport keeps open to the service (its pool size); default
+            ``MULTICLOUD_STORE_MAX_WORKERS``, at least 10. Set it to the number of threads that share one
+            store, or the pool discards and reopens connections. gRPC multiplexes every call on one channel.
         timeout: Seconds one call may take before it is abandoned (and retried, if time remains).
         retry_deadline: Seconds within which failed calls (unavailable, throttled, 5xx, timeouts) are retried;
             0 turns retries off.
         retry_initial_backoff: The first pause between retries, in seconds; it doubles up to
             ``retry_max_backoff``, with jitter.
         retry_max_backoff: The longest pause between retries, in seconds.
-        repair_grace_seconds: A secret without versions, labelled as ours, is treated as the leftover of an
-            interrupted store (and completed by the next store of the same id) only once it is this old;
-            younger, another writer may still be adding its first version.
     """
 
     # Inputs stay out of pydantic's own messages too (direct construction): one of them is a credential.
-    model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_GCP_", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="MULTICLOUD_STORE_GCP_", hide_input_in_errors=True, populate_by_name=True
+    )
 
     secret_fields = ("credentials_json",)
 
@@ -82,7 +103,16 @@ class GcpSettings(EnvSettings):
     retry_deadline: float = Field(default=30.0, ge=0, le=3600)
     retry_initial_backoff: float = Field(default=0.25, gt=0, le=60)
     retry_max_backoff: float = Field(default=5.0, gt=0, le=600)
-    repair_grace_seconds: float = Field(default=120.0, ge=0, le=86400)
+    prune_grace_seconds: float = Field(default=21600.0, ge=0, le=30 * 86400)
+    max_connections: int = Field(
+        default=10,
+        ge=1,
+        le=1024,
+        # Its own variable first, then the store's thread count (read from the same environment).
+        validation_alias=AliasChoices(
+            "MULTICLOUD_STORE_GCP_MAX_CONNECTIONS", "MULTICLOUD_STORE_MAX_WORKERS", "max_connections"
+        ),
+    )
 
     # -- single fields ------------------------------------------------------------------------------------
 
@@ -106,6 +136,16 @@ class GcpSettings(EnvSettings):
     @classmethod
     def _normalise_transport(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("credentials_json", "credentials_file", mode="before")
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        # A value made from a file (a Kubernetes secret) often ends in a newline; it is no part of it.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            return value.strip() or None
+        return value
 
     @field_validator("credentials_file")
     @classmethod
@@ -166,17 +206,24 @@ class GcpSettings(EnvSettings):
         # ConfigurationError passes through pydantic unchanged, so each problem names its own variable.
         endpoint = self.endpoint
         if endpoint is not None:
+            # Shown masked: a URL's user-info may hold a password, and neither transport sends it anyway.
+            shown = mask_url(endpoint)
+            if shown != endpoint:
+                self._fail(
+                    "endpoint",
+                    f"must not carry user-info (user:password@), got {shown!r}; Google credentials go in "
+                    "MULTICLOUD_STORE_GCP_CREDENTIALS_FILE or _CREDENTIALS_JSON",
+                )
             if self.transport == "grpc" and not _GRPC_ENDPOINT_RE.fullmatch(endpoint):
                 self._fail(
                     "endpoint",
-                    f"must be host[:port] for MULTICLOUD_STORE_GCP_TRANSPORT=grpc, got {endpoint!r}"
+                    f"must be host[:port] for MULTICLOUD_STORE_GCP_TRANSPORT=grpc, got {shown!r}"
                     + (" (a URL is for the rest transport)" if "://" in endpoint else ""),
                 )
             if self.transport == "rest" and not _REST_ENDPOINT_RE.fullmatch(endpoint):
                 self._fail(
                     "endpoint",
-                    "must be http(s)://host[:port] for MULTICLOUD_STORE_GCP_TRANSPORT=rest, "
-                    f"got {endpoint!r}",
+                    f"must be http(s)://host[:port] for MULTICLOUD_STORE_GCP_TRANSPORT=rest, got {shown!r}",
                 )
             if endpoint.startswith("http://") and not self.anonymous:
                 self._fail(

@@ -74,3 +74,24 @@ class EmulatorFaults:
 def store_on(driver: GcpDriver, deployment: str = "test") -> SecretsStore:
     """A store of one deployment on a driver (closing the store would close the shared driver: do not)."""
     return SecretsStore(StoreSettings(backend="gcp", deployment_id=deployment), driver=driver)
+
+
+class EmulatorLostAnswers:
+    """The contract suite's `LostAnswerInjector`, on the emulator: the driver operation's calls commit, and
+    every answer to them (retries included) is lost."""
+
+    # The calls that make up each driver operation. A create is two calls; losing both answers is the worst case.
+    _METHODS = {
+        "create": frozenset({"CreateSecret", "AddSecretVersion"}),
+        "replace": frozenset({"AddSecretVersion"}),
+        "delete": frozenset({"DeleteSecret"}),
+    }
+
+    def __init__(self, emulator: SecretManagerEmulator) -> None:
+        self.emulator = emulator
+
+    def lose_answers(self, operation: str) -> None:
+        self.emulator.lose_answers(times=10_000, methods=self._METHODS[operation])
+
+    def clear(self) -> None:
+        clear_faults(self.emulator)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import pytest
-from gcp_helpers import EmulatorFaults, grpc_settings, rest_env
+from gcp_helpers import EmulatorFaults, EmulatorLostAnswers, grpc_settings, rest_env
 
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
@@ -18,7 +18,7 @@ from multicloud_store_gcp.testing import SecretManagerEmulator
 class TestGcpOverGrpc(StoreContract):
     """Built from `GcpSettings` directly; one driver shared by every deployment's store."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"faults"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"faults", "lost_answers"})
 
     @pytest.fixture
     def make_store(self, emulator: SecretManagerEmulator) -> Iterator[StoreFactory]:
@@ -32,11 +32,15 @@ class TestGcpOverGrpc(StoreContract):
     def faults(self, emulator: SecretManagerEmulator) -> EmulatorFaults:
         return EmulatorFaults(emulator)
 
+    @pytest.fixture
+    def lost_answers(self, emulator: SecretManagerEmulator) -> EmulatorLostAnswers:
+        return EmulatorLostAnswers(emulator)
+
 
 class TestGcpOverRest(StoreContract):
     """Configured only through ``MULTICLOUD_STORE_*`` variables, as a deployment would be."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"faults"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"faults", "lost_answers"})
 
     @pytest.fixture
     def make_store(self, emulator: SecretManagerEmulator) -> Iterator[StoreFactory]:
@@ -54,6 +58,10 @@ class TestGcpOverRest(StoreContract):
     @pytest.fixture
     def faults(self, emulator: SecretManagerEmulator) -> EmulatorFaults:
         return EmulatorFaults(emulator)
+
+    @pytest.fixture
+    def lost_answers(self, emulator: SecretManagerEmulator) -> EmulatorLostAnswers:
+        return EmulatorLostAnswers(emulator)
 
     def test_configured_from_the_environment(self, store: SecretsStore) -> None:
         assert isinstance(store.driver, GcpDriver)
