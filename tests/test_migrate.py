@@ -198,3 +198,233 @@ def test_a_copy_that_does_not_read_back_identical_is_a_failure(source: SecretsSt
     assert list(report.failed) == [uuid.UUID(int=2)]  # the secret whose values were {"i": "1", ...}
     assert "differs from the source" in report.failed[uuid.UUID(int=2)]
     assert report.created == 29
+
+
+# -- issue 13.1: a store is never migrated onto itself ---------------------------------------------------------
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MULTICLOUD_STORE_")}
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "dotdot", "symlink"])
+def test_cli_refuses_the_same_store_as_source_and_target(
+    source: SecretsStore, tmp_path: Path, spelling: str
+) -> None:
+    database = tmp_path / "source.db"
+    other = {
+        "same": database,
+        "dot": Path(f"{tmp_path}/./source.db"),
+        "dotdot": tmp_path / "sub" / ".." / "source.db",
+        "symlink": tmp_path / "link.db",
+    }[spelling]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.db").symlink_to(database)
+    src, dst = tmp_path / "src.env", tmp_path / "dst.env"
+    src.write_text(f"MULTICLOUD_STORE_LOCAL_PATH={database}\n")
+    dst.write_text(f"MULTICLOUD_STORE_LOCAL_PATH={other}\n")
+    before = database.stat().st_mtime_ns
+    result = _cli(
+        ["migrate", "--source-env-file", str(src), "--target-env-file", str(dst), "--delete-source"],
+        _base_env(),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "same store" in result.stderr and "Nothing was read or written" in result.stderr
+    assert len(list(source.list_secret_ids())) == 30
+    assert database.stat().st_mtime_ns == before
+
+
+def test_same_file_with_another_deployment_or_prefix_is_another_store(
+    source: SecretsStore, tmp_path: Path
+) -> None:
+    from multicloud_store.migrate import check_distinct
+
+    path = str(tmp_path / "source.db")
+    staging = SecretsStore.from_env(
+        {"MULTICLOUD_STORE_LOCAL_PATH": path, "MULTICLOUD_STORE_DEPLOYMENT_ID": "staging"}
+    )
+    check_distinct(source, staging)  # another owner: not the same store (its names would collide, though)
+    staging.close()
+    target = SecretsStore.from_env(
+        {"MULTICLOUD_STORE_LOCAL_PATH": path, "MULTICLOUD_STORE_NAME_PREFIX": "app"}
+    )
+    report = migrate(source, target)
+    assert report.ok and report.created == 30
+    target.close()
+
+
+def test_library_refuses_the_same_store_before_any_call() -> None:
+    from multicloud_store.migrate import SameStoreError
+
+    data: dict[str, object] = {}
+    one = MemoryDriver(data=data)  # type: ignore[arg-type]
+    two = MemoryDriver(data=data)  # type: ignore[arg-type]
+    source = SecretsStore(StoreSettings(backend="memory"), driver=one)
+    target = SecretsStore(StoreSettings(backend="memory"), driver=two)
+    with pytest.raises(SameStoreError):
+        migrate(source, target, delete_source=True)
+    assert sum(one.calls.values()) + sum(two.calls.values()) == 0
+    separate = SecretsStore(StoreSettings(backend="memory"), driver=MemoryDriver())
+    assert migrate(source, separate).ok
+
+
+def test_cloud_locations_come_from_settings_alone() -> None:
+    def identity(environ: dict[str, str]) -> tuple[object, ...]:
+        return SecretsStore.from_env(environ).store_identity()
+
+    aws = {"MULTICLOUD_STORE_BACKEND": "aws", "MULTICLOUD_STORE_AWS_REGION": "eu-west-1"}
+    assert identity(aws) == identity({**aws, "MULTICLOUD_STORE_DEPLOYMENT_ID": "default"})
+    assert identity(aws) != identity({**aws, "MULTICLOUD_STORE_AWS_REGION": "us-east-1"})
+    local_endpoint = {**aws, "MULTICLOUD_STORE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
+    assert identity(aws) != identity(local_endpoint)
+    assert identity(local_endpoint) == identity(
+        {**local_endpoint, "MULTICLOUD_STORE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000/"}
+    )
+    gcp = {"MULTICLOUD_STORE_BACKEND": "gcp", "MULTICLOUD_STORE_GCP_PROJECT_ID": "p1"}
+    assert identity(gcp) == identity(dict(gcp)) != identity({**gcp, "MULTICLOUD_STORE_GCP_PROJECT_ID": "p2"})
+    azure = {"MULTICLOUD_STORE_BACKEND": "azure", "MULTICLOUD_STORE_AZURE_VAULT_NAME": "kv1"}
+    assert identity(azure) == identity(
+        {
+            "MULTICLOUD_STORE_BACKEND": "azure",
+            "MULTICLOUD_STORE_AZURE_VAULT_URL": "https://KV1.vault.azure.net/",
+        }
+    )
+
+
+# -- issue 13.3: a dry run writes nothing, anywhere --------------------------------------------------------------
+
+
+def test_dry_run_creates_no_database_key_file_or_directory(source: SecretsStore, tmp_path: Path) -> None:
+    target_dir = tmp_path / "new-target"
+    env = {
+        **_base_env(),
+        "SRC_MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "source.db"),
+        "DST_MULTICLOUD_STORE_LOCAL_PATH": str(target_dir / "store.db"),
+    }
+    result = _cli(
+        ["migrate", "--source-prefix", "SRC_", "--target-prefix", "DST_", "--dry-run", "--json"], env
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["created"] == 30
+    assert not target_dir.exists()
+
+    empty_source = {
+        **env,
+        "SRC_MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "no-source" / "s.db"),
+    }
+    result = _cli(
+        ["migrate", "--source-prefix", "SRC_", "--target-prefix", "DST_", "--dry-run"], empty_source
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "no-source").exists() and not target_dir.exists()
+
+
+# -- issue 13.4: corrupted source secrets are listed apart, and block the deletion -------------------------------
+
+
+def test_cli_lists_corrupted_ids_and_says_the_deletion_was_skipped(
+    source: SecretsStore, tmp_path: Path
+) -> None:
+    bad = uuid.UUID(int=3)
+    connection = sqlite3.connect(tmp_path / "source.db")
+    connection.execute(
+        "UPDATE secrets SET ciphertext = zeroblob(10) WHERE name = ?", (source.secret_name(bad),)
+    )
+    connection.commit()
+    connection.close()
+    env = {
+        **_base_env(),
+        "SRC_MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "source.db"),
+        "DST_MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "t.db"),
+    }
+    args = [
+        "migrate",
+        "--source-prefix",
+        "SRC_",
+        "--target-prefix",
+        "DST_",
+        "--delete-source",
+        "--no-progress",
+    ]
+    result = _cli(args, env)
+    assert result.returncode == 9
+    assert f"corrupted {bad}" in result.stdout and f"failed {bad}" not in result.stdout
+    assert "source deletion skipped" in result.stdout and "delete --force" in result.stdout
+    assert len(list(source.list_secret_ids())) == 30
+
+    as_json = json.loads(_cli([*args, "--json"], env).stdout)
+    assert list(as_json["corrupted"]) == [str(bad)] and as_json["failed"] == {}
+
+    # Removing it as the message says lets the next run delete the source.
+    removed = subprocess.run(
+        ["multicloud-store", "delete", "--force", "--yes", str(bad)],
+        env={**_base_env(), "MULTICLOUD_STORE_LOCAL_PATH": str(tmp_path / "source.db")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert removed.returncode == 0, removed.stderr
+    final = _cli(args, env)
+    assert final.returncode == 0, final.stdout
+    assert list(source.list_secret_ids()) == []
+
+
+# -- issue 10.6: --delete-source deletes what was copied, then proves the source is empty ------------------------
+
+
+class OffsetPagingDriver(MemoryDriver):
+    """Lists like services with offset-style page tokens (AWS NextToken): deleting while listing skips entries."""
+
+    def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
+        offset, size = 0, 10
+        while True:
+            self._enter("list")
+            with self._lock:
+                names = sorted(
+                    n for n, s in self._data.items() if all(s.labels.get(k) == v for k, v in labels.items())
+                )
+            page = names[offset : offset + size]
+            yield from page
+            if len(page) < size:
+                return
+            offset += size
+
+
+def test_delete_source_deletes_every_copied_id_even_when_the_listing_shifts() -> None:
+    source = SecretsStore(StoreSettings(backend="memory"), driver=OffsetPagingDriver())
+    for i in range(100):
+        source.store_secret_values(uuid.UUID(int=i + 1), {"i": str(i)})
+    target = SecretsStore(StoreSettings(backend="memory"), driver=MemoryDriver())
+    report = migrate(source, target, delete_source=True, workers=1)
+    assert report.ok, report
+    assert report.deleted == 100 and report.remaining == []
+    assert list(source.list_secret_ids()) == []
+
+
+class StickyDriver(MemoryDriver):
+    """A backend that answers a delete of one name with success but keeps the secret."""
+
+    sticky = "multicloud-store-" + str(uuid.UUID(int=4))
+
+    def delete(self, name: str) -> None:
+        if name != self.sticky:
+            super().delete(name)
+
+
+def test_delete_source_names_every_id_still_present_and_fails() -> None:
+    source = SecretsStore(StoreSettings(backend="memory"), driver=StickyDriver())
+    for i in range(10):
+        source.store_secret_values(uuid.UUID(int=i + 1), {"i": str(i)})
+    target = SecretsStore(StoreSettings(backend="memory"), driver=MemoryDriver())
+    report = migrate(source, target, delete_source=True)
+    assert report.remaining == [uuid.UUID(int=4)]
+    assert not report.ok  # the CLI exits 9
+    assert report.deleted == 10  # every delete answered success; the listing afterwards tells the truth
+
+    from io import StringIO
+
+    from multicloud_store.migrate import _summary
+
+    out = StringIO()
+    _summary(report, out)
+    assert f"still in the source {uuid.UUID(int=4)}" in out.getvalue()
