@@ -474,3 +474,31 @@ def test_interrupt_exits_130(env: dict[str, str]) -> None:
     assert "interrupted" in screen
     assert signal.SIGINT  # the terminal turned Ctrl-C into SIGINT
     assert run(env, "list").stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("module", "port_options"),
+    [
+        ("multicloud_store_gcp.testing", ["--grpc-port", "{port}", "--rest-port", "0"]),
+        ("multicloud_store_gcp.testing", ["--grpc-port", "0", "--rest-port", "{port}"]),
+        ("multicloud_store_azure.testing", ["--port", "{port}"]),
+    ],
+)
+def test_emulator_servers_report_a_port_in_use_in_one_line(module: str, port_options: list[str]) -> None:
+    import importlib.util
+    import socket
+
+    if importlib.util.find_spec(module.partition(".")[0]) is None:
+        pytest.skip(f"{module} is not installed in this environment")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        options = [option.replace("{port}", port) for option in port_options]
+        result = subprocess.run(
+            [sys.executable, "-m", module, *options], capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "cannot listen" in result.stderr and port in result.stderr

@@ -51,7 +51,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         delete_delay=args.delete_delay,
     )
     emulator.latency = args.latency
-    with emulator:
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(emulator)
+        except OSError as exc:  # a port in use: one line, not a traceback
+            reason = exc.strerror or str(exc)
+            parser.exit(
+                1,
+                f"{parser.prog}: error: cannot listen on {args.host}:{args.port}: {reason}; "
+                "choose another --port (0 picks a free one)\n",
+            )
         print(f"vault URL:    {emulator.vault_url}", flush=True)
         print(f"CA cert path: {emulator.ca_cert_path}", flush=True)
         print(f"token scope:  {emulator.token_scope}", flush=True)

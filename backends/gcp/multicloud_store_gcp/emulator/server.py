@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Collection, Iterable
@@ -341,7 +343,28 @@ def main(argv: Iterable[str] | None = None) -> int:
     emulator = SecretManagerEmulator(host=args.host, grpc_port=args.grpc_port, rest_port=args.rest_port)
     emulator.latency = args.latency
     emulator.stale_latest = args.stale_latest
-    with emulator:
+    for label, port in (("gRPC", args.grpc_port), ("REST", args.rest_port)):
+        # Checked first: gRPC's core would log its own line about the port before our error.
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind((args.host, port))
+            continue
+        if port:
+            parser.exit(
+                1,
+                f"{parser.prog}: error: cannot listen on {args.host}:{port} ({label}): the port is in use "
+                "or not allowed; choose other ports (0 picks a free one)\n",
+            )
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(emulator)
+        except OSError as exc:  # a port in use: one line, not a traceback
+            ports = f"gRPC port {args.grpc_port}, REST port {args.rest_port}"
+            reason = exc.strerror or str(exc)
+            parser.exit(
+                1,
+                f"{parser.prog}: error: cannot listen on {args.host} ({ports}): {reason}; "
+                "choose other ports (0 picks a free one)\n",
+            )
         print(f"Secret Manager emulator: gRPC {emulator.grpc_endpoint}, REST {emulator.rest_endpoint}")
         print(f"  MULTICLOUD_STORE_GCP_ENDPOINT={emulator.grpc_endpoint} MULTICLOUD_STORE_GCP_TRANSPORT=grpc")
         print(f"  MULTICLOUD_STORE_GCP_ENDPOINT={emulator.rest_endpoint} MULTICLOUD_STORE_GCP_TRANSPORT=rest")
