@@ -1,4 +1,4 @@
-"""Servers for the cross-backend tests: moto, the GCP emulator and the Azure emulator, on 127.0.0.1."""
+"""Servers for the cross-backend tests: moto, the GCP and Azure emulators and an OpenBao dev server, on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("multicloud_store_aws")
 pytest.importorskip("multicloud_store_gcp")
 pytest.importorskip("multicloud_store_azure")
+pytest.importorskip("multicloud_store_vault")
 pytest.importorskip("moto")
 
 
@@ -53,8 +54,20 @@ def azure_emulator() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def openbao() -> Iterator[object]:
+    from multicloud_store_vault.testing import OpenBaoServer
+
+    with OpenBaoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def backend_envs(
-    moto_endpoint: str, gcp_emulator: object, azure_emulator: object, tmp_path_factory: pytest.TempPathFactory
+    moto_endpoint: str,
+    gcp_emulator: object,
+    azure_emulator: object,
+    openbao: object,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, dict[str, str]]:
     """The variables a user would set to reach each backend; nothing else configures the stores."""
     local_dir: Path = tmp_path_factory.mktemp("local")
@@ -90,6 +103,11 @@ def backend_envs(
             "MULTICLOUD_STORE_AZURE_VAULT_URL": azure_emulator.vault_url,  # type: ignore[attr-defined]
             "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN": "emulator-token",
             "MULTICLOUD_STORE_AZURE_CA_BUNDLE": azure_emulator.ca_cert_path,  # type: ignore[attr-defined]
+        },
+        "vault": {
+            "MULTICLOUD_STORE_BACKEND": "vault",
+            "MULTICLOUD_STORE_VAULT_URL": openbao.url,  # type: ignore[attr-defined]
+            "MULTICLOUD_STORE_VAULT_TOKEN": openbao.root_token,  # type: ignore[attr-defined]
         },
     }
 
