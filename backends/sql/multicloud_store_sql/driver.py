@@ -293,8 +293,7 @@ class SqlDriver:
             engine = self.engine
             try:
                 self._create_tables(engine)
-                with engine.begin() as connection:
-                    self._check_schema_version(connection)
+                self._check_schema_version(engine)
                 self._check_keys(engine)
             except MultiCloudStoreError:
                 raise
@@ -315,17 +314,20 @@ class SqlDriver:
                 if attempt == 2:
                     raise
 
-    def _check_schema_version(self, connection: Connection) -> None:
-        self._insert_meta_if_missing(connection, "schema_version", str(SCHEMA_VERSION))
-        stored = connection.execute(select(self._meta.c.v).where(self._meta.c.k == "schema_version")).scalar_one()
+    def _check_schema_version(self, engine: Engine) -> None:
+        self._insert_meta_if_missing(engine, "schema_version", str(SCHEMA_VERSION))
+        with engine.begin() as connection:
+            stored = connection.execute(
+                select(self._meta.c.v).where(self._meta.c.k == "schema_version")
+            ).scalar_one()
         try:
             version = int(stored)
         except ValueError:
             version = -1
         if version > SCHEMA_VERSION:
             raise ConfigurationError(
-                f"the table {self.settings.table!r} on {self._where} has schema version {version}, written by a newer "
-                f"release of multicloud-store-sql (this one knows version {SCHEMA_VERSION}): upgrade it",
+                f"the table {self.settings.table!r} on {self._where} has schema version {version}, written by a "
+                f"newer release of multicloud-store-sql (this one knows version {SCHEMA_VERSION}): upgrade it",
                 variable="MULTICLOUD_STORE_SQL_TABLE",
                 backend=BACKEND,
             )
@@ -336,51 +338,57 @@ class SqlDriver:
             )
         # Version 1 is the first layout: later releases migrate older versions here, one step at a time.
 
-    def _insert_meta_if_missing(self, connection: Connection, key: str, value: str) -> None:
-        exists = connection.execute(select(self._meta.c.k).where(self._meta.c.k == key)).first()
-        if exists is None:
-            # A nested transaction (savepoint): losing the race to another replica must not abort ours.
-            try:
-                with connection.begin_nested():
-                    connection.execute(insert(self._meta).values(k=key, v=value))
-            except sa_exc.IntegrityError:
-                pass
+    def _insert_meta_if_missing(self, engine: Engine, key: str, value: str) -> None:
+        # Its own transaction: a failed INSERT aborts a PostgreSQL transaction, and a later read in the same
+        # REPEATABLE READ transaction (MySQL's default) would not see the row another replica won the race with.
+        with engine.begin() as connection:
+            if connection.execute(select(self._meta.c.k).where(self._meta.c.k == key)).first() is not None:
+                return
+        try:
+            with engine.begin() as connection:
+                connection.execute(insert(self._meta).values(k=key, v=value))
+        except sa_exc.IntegrityError:
+            pass  # another replica inserted it first: theirs is checked like any other
 
     def _key_check_aad(self) -> bytes:
         return b"multicloud-store sql key check\x00" + self.settings.table.encode()
+
+    def _key_checks(self, engine: Engine) -> dict[str, str]:
+        with engine.begin() as connection:
+            rows = connection.execute(
+                select(self._meta.c.k, self._meta.c.v).where(self._meta.c.k.like(f"{_KEY_CHECK_PREFIX}%"))
+            ).all()
+        return {k[len(_KEY_CHECK_PREFIX) :]: v for k, v in rows}
 
     def _check_keys(self, engine: Engine) -> None:
         """Prove every configured key is the one its id was first used with, before any secret is touched."""
         keyring = self._keyring
         aad = self._key_check_aad()
-        with engine.begin() as connection:
-            rows = connection.execute(
-                select(self._meta.c.k, self._meta.c.v).where(self._meta.c.k.like(f"{_KEY_CHECK_PREFIX}%"))
-            ).all()
-            known = {k[len(_KEY_CHECK_PREFIX) :]: v for k, v in rows}
-            if known and not set(known) & set(keyring.ids):
+        known = self._key_checks(engine)
+        if known and not set(known) & set(keyring.ids):
+            raise ConfigurationError(
+                f"none of the configured key ids {list(keyring.ids)} is one the table {self.settings.table!r} "
+                f"on {self._where} was used with ({sorted(known)}): a new key goes in front of the old ones, "
+                "never instead of them",
+                variable=self._key_variable(),
+                backend=BACKEND,
+            )
+        for key_id in keyring.ids:
+            if key_id not in known:
+                single = keyring.without(i for i in keyring.ids if i != key_id)
+                sealed = single.seal(_KEY_CHECK_PLAINTEXT, aad)
+                self._insert_meta_if_missing(engine, _KEY_CHECK_PREFIX + key_id, _pack(sealed))
+        known = self._key_checks(engine)
+        for key_id in keyring.ids:
+            try:
+                keyring.open(_unpack(key_id, known[key_id]), aad)
+            except (IntegrityError, ValueError, KeyError):
                 raise ConfigurationError(
-                    f"none of the configured key ids {list(keyring.ids)} is one the table {self.settings.table!r} "
-                    f"on {self._where} was used with ({sorted(known)}): a new key goes in front of the old ones, "
-                    f"never instead of them",
+                    f"the key with id {key_id!r} ({self._key_variable()}) is not the key the table "
+                    f"{self.settings.table!r} on {self._where} was used with under that id",
                     variable=self._key_variable(),
                     backend=BACKEND,
-                )
-            for key_id in keyring.ids:
-                single = keyring.without(i for i in keyring.ids if i != key_id)
-                if key_id in known:
-                    try:
-                        single.open(_unpack(key_id, known[key_id]), aad)
-                    except (IntegrityError, ValueError):
-                        raise ConfigurationError(
-                            f"the key with id {key_id!r} ({self._key_variable()}) is not the key the table "
-                            f"{self.settings.table!r} on {self._where} was used with under that id",
-                            variable=self._key_variable(),
-                            backend=BACKEND,
-                        ) from None
-                else:
-                    sealed = single.seal(_KEY_CHECK_PLAINTEXT, aad)
-                    self._insert_meta_if_missing(connection, _KEY_CHECK_PREFIX + key_id, _pack(sealed))
+                ) from None
 
     def _key_variable(self) -> str:
         return SqlSettings.env_name("key" if self.settings.key is not None else "key_file")

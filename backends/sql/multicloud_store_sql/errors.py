@@ -135,6 +135,19 @@ _SQLITE_MESSAGES = (
     ("malformed", "SQLITE_CORRUPT"),
     ("file is not a database", "SQLITE_NOTADB"),
 )
+# libpq's connection failures have no SQLSTATE attached: the server's fixed FATAL messages stand in for one.
+_LIBPQ_MESSAGES = (
+    ("password authentication failed", "28P01"),
+    ("no pg_hba.conf entry", "28000"),
+    ('role "', "28000"),  # FATAL: role "x" does not exist
+    ("authentication failed", "28000"),
+    ('database "', "3D000"),  # FATAL: database "x" does not exist
+    ("the database system is starting up", "57P03"),
+    ("the database system is shutting down", "57P03"),
+    ("the database system is in recovery mode", "57P03"),
+    ("too many clients", "53300"),
+    ("remaining connection slots are reserved", "53300"),
+)
 _MESSAGE_LIMIT = 300
 
 
@@ -153,6 +166,10 @@ def error_code(exc: BaseException) -> str | None:
     module = type(orig).__module__.split(".")[0]
     if module in ("psycopg", "psycopg2"):
         state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if not state:
+            # A failed connection carries libpq's text only; the server's FATAL message in it names the cause.
+            message = str(orig).lower()
+            state = next((code for fragment, code in _LIBPQ_MESSAGES if fragment in message), None)
         return f"postgresql:{state}" if state else None
     if module in ("pymysql", "MySQLdb"):
         args = getattr(orig, "args", ())
