@@ -663,6 +663,66 @@ def test_inject_fault_validates_its_arguments(emulator: SecretManagerEmulator) -
     assert "AccessSecretVersion" in METHODS
 
 
+def test_lost_answers_commit_then_fail_on_both_front_ends(
+    client: secretmanager.SecretManagerServiceClient, emulator: SecretManagerEmulator, transport: str
+) -> None:
+    secret = _create(client, "lost")
+    emulator.lose_answers(times=2, methods={"AddSecretVersion"})
+    for _ in range(2):
+        with pytest.raises(gexc.ServiceUnavailable, match="answer to AddSecretVersion was lost"):
+            client.add_secret_version(parent=secret.name, payload={"data": b"x"}, retry=None)
+    # Both calls took effect although neither was answered; the next one is answered again.
+    assert _add(client, secret.name, b"y").name.endswith("/versions/3")
+    # A lost answer hides the call's own refusal too: a retried create that now conflicts.
+    emulator.lose_answers(methods={"CreateSecret"}, code="DEADLINE_EXCEEDED")
+    with pytest.raises(gexc.GatewayTimeout):
+        client.create_secret(parent=PARENT, secret_id="lost", secret=AUTOMATIC, retry=None)
+    assert emulator.calls["CreateSecret"] == 2
+
+
+def test_lost_answers_share_the_fault_queue(
+    client: secretmanager.SecretManagerServiceClient, emulator: SecretManagerEmulator
+) -> None:
+    emulator.inject_fault("UNAVAILABLE", methods={"CreateSecret"})
+    emulator.lose_answers(methods={"CreateSecret"})
+    with pytest.raises(gexc.ServiceUnavailable, match="Injected fault: CreateSecret failed"):
+        client.create_secret(parent=PARENT, secret_id="queued", secret=AUTOMATIC, retry=None)
+    assert emulator.secret_names(PROJECT) == []  # refused before it acted
+    with pytest.raises(gexc.ServiceUnavailable, match="was lost"):
+        client.create_secret(parent=PARENT, secret_id="queued", secret=AUTOMATIC, retry=None)
+    assert emulator.secret_names(PROJECT) == ["queued"]  # acted, then the answer was lost
+
+
+def test_stale_latest_lags_behind_adds_only(
+    client: secretmanager.SecretManagerServiceClient, emulator: SecretManagerEmulator, transport: str
+) -> None:
+    secret = _create(client, "stale")
+    _add(client, secret.name, b"one")
+    emulator.stale_latest = 600
+    _add(client, secret.name, b"two")
+    latest = f"{secret.name}/versions/latest"
+    assert client.access_secret_version(name=latest).payload.data == b"one"
+    assert client.get_secret_version(name=latest).name.endswith("/versions/1")
+    assert client.access_secret_version(name=f"{secret.name}/versions/2").payload.data == b"two"
+    # 'latest' still names version 1 after it is destroyed: the service's FAILED_PRECONDITION (400 over REST).
+    client.destroy_secret_version(name=f"{secret.name}/versions/1")
+    with pytest.raises(gexc.BadRequest, match="DESTROYED"):
+        client.access_secret_version(name=latest)
+    emulator.reset()
+    assert emulator.stale_latest == 0
+
+
+def test_stale_latest_validates_its_argument(emulator: SecretManagerEmulator) -> None:
+    with pytest.raises(ValueError):
+        emulator.stale_latest = -1
+    with pytest.raises(ValueError):
+        emulator.lose_answers(times=0)
+    with pytest.raises(ValueError):
+        emulator.lose_answers(code="OK")
+    with pytest.raises(ValueError):
+        emulator.lose_answers(methods={"Nope"})
+
+
 # --------------------------------------------------------------------------------------------------- wiring
 
 
