@@ -9,9 +9,11 @@ so tags are never fetched on the read path.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -34,6 +36,7 @@ from multicloud_store.errors import (
     ConfigurationError,
     SecretExistsError,
     SecretNotFoundError,
+    SecretStateError,
 )
 from multicloud_store_aws import _redact
 from multicloud_store_aws.errors import error_for_code, is_scheduled_for_deletion, translate
@@ -56,6 +59,11 @@ _MAX_FILTERS = 10  # ListSecrets accepts at most 10 filters
 # What a ListSecrets filter value may contain (a leading "!" would negate it); other labels are checked here only.
 _FILTER_VALUE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :_@/+=.-")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+# Re-creating a name whose forced deletion AWS is still finishing: jittered exponential backoff, these bounds.
+_RECREATE_FIRST_DELAY = 0.25
+_RECREATE_MAX_DELAY = 5.0
+# A DeletedDate further ahead than this is a recovery window, not a forced deletion still in progress.
+_FORCED_DELETION_SLACK = timedelta(hours=1)
 
 
 class _AssumedRoleProvider(CredentialProvider):
@@ -111,6 +119,11 @@ class AwsDriver:
         self._session: boto3.session.Session | None = None
         # botocore logs request and response bodies at DEBUG: keep values and credentials out of them.
         _redact.install()
+        _redact.register_secrets(
+            secret.get_secret_value()
+            for secret in (self.settings.secret_access_key, self.settings.session_token)
+            if secret is not None
+        )
         if client is not None:
             self._region: str | None = client.meta.region_name
         else:
@@ -201,6 +214,8 @@ class AwsDriver:
             retries={"mode": settings.retry_mode, "total_max_attempts": settings.max_attempts},
             connect_timeout=settings.connect_timeout,
             read_timeout=settings.read_timeout,
+            # As many pooled connections as threads the store serves: fewer makes urllib3 discard connections.
+            max_pool_connections=settings.max_pool_connections,
             user_agent_extra=f"multicloud-store/{_VERSION}",
         )
 
@@ -272,9 +287,16 @@ class AwsDriver:
     def create(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Create the secret with its tags; see `SecretsDriver.create`.
 
+        AWS finishes a forced deletion (``ForceDeleteWithoutRecovery``) in the background, and until then a
+        ``CreateSecret`` of the name fails with ``InvalidRequestException`` ("already scheduled for deletion");
+        AWS says to back off and retry. Only on that error, and only when ``DescribeSecret`` shows no recovery
+        window, the create is retried with jittered exponential backoff for up to
+        ``MULTICLOUD_STORE_AWS_RECREATE_WAIT_SECONDS``.
+
         Raises:
-            SecretExistsError: The name is taken, or held by a secret scheduled for deletion (the message says
+            SecretExistsError: The name is taken, or held by a secret in its recovery window (the message says
                 until when, and how to restore it).
+            SecretStateError: A forced deletion of the name was still not finished after the wait.
         """
         request: dict[str, Any] = {
             "Name": name,
@@ -283,25 +305,74 @@ class AwsDriver:
         }
         if self.settings.kms_key_id:
             request["KmsKeyId"] = self.settings.kms_key_id
-        try:
-            # boto3 fills in ClientRequestToken: botocore's retries resend the same one, so they are idempotent.
-            self.client.create_secret(**request)
-        except ClientError as exc:
-            code, message = _code_and_message(exc)
-            if code == "ResourceExistsException" or is_scheduled_for_deletion(code, message):
-                raise self._exists_error(name, scheduled=code != "ResourceExistsException") from exc
-            raise translate(exc, action="create", name=name) from exc
-        except BotoCoreError as exc:
-            raise translate(exc, action="create", name=name) from exc
+        deadline: float | None = None
+        attempt = 0
+        while True:
+            try:
+                # boto3 fills in ClientRequestToken: botocore's retries resend the same one, so they are
+                # idempotent.
+                self.client.create_secret(**request)
+                return
+            except ClientError as exc:
+                code, message = _code_and_message(exc)
+                if code == "ResourceExistsException":
+                    raise self._exists_error(name, scheduled=False) from exc
+                if not is_scheduled_for_deletion(code, message):
+                    raise translate(exc, action="create", name=name) from exc
+                if deadline is None:
+                    # First refusal only: one DescribeSecret tells a recovery window from a deletion in progress.
+                    deleted, found = self._deletion_date(name)
+                    if deleted is not None and deleted > datetime.now(timezone.utc) + _FORCED_DELETION_SLACK:
+                        raise self._exists_error(name, scheduled=True, deleted=deleted, found=found) from exc
+                    started = time.monotonic()
+                    deadline = started + self.settings.recreate_wait_seconds
+                # Full jitter: concurrent re-creators do not retry in step.
+                delay = random.uniform(0, min(_RECREATE_MAX_DELAY, _RECREATE_FIRST_DELAY * 2**attempt))  # noqa: S311
+                attempt += 1
+                if time.monotonic() + delay > deadline:
+                    raise self._still_deleting(name, attempt, time.monotonic() - started) from exc
+                logger.debug(
+                    "secret %r is still being deleted by AWS; retrying the create in %.2f s", name, delay
+                )
+                time.sleep(delay)
+            except BotoCoreError as exc:
+                raise translate(exc, action="create", name=name) from exc
 
-    def _exists_error(self, name: str, *, scheduled: bool) -> SecretExistsError:
-        """Say whether the name is taken by a live secret or by one in its recovery window, and until when."""
-        deleted: datetime | None = None
+    def _deletion_date(self, name: str) -> tuple[datetime | None, bool]:
+        """The secret's ``DeletedDate`` and whether ``DescribeSecret`` found it (a failure counts as unknown)."""
         try:
-            # Only on this error path: one DescribeSecret to tell the two cases apart and to find the date.
             deleted = self.client.describe_secret(SecretId=name).get("DeletedDate")
-        except (ClientError, BotoCoreError):
-            logger.debug("describing secret %r after a failed create failed; reporting it as existing", name)
+        except ClientError as exc:
+            return None, _code_and_message(exc)[0] != "ResourceNotFoundException"
+        except BotoCoreError:
+            return None, True
+        if deleted is not None and deleted.tzinfo is None:
+            deleted = deleted.replace(tzinfo=timezone.utc)
+        return deleted, True
+
+    def _still_deleting(self, name: str, attempts: int, waited: float) -> SecretStateError:
+        wait = self.settings.recreate_wait_seconds
+        return SecretStateError(
+            f"secret {name!r} cannot be stored yet: a secret of that name was deleted for good "
+            "(ForceDeleteWithoutRecovery) and AWS is still finishing that deletion in the background. "
+            f"CreateSecret answered InvalidRequestException (already scheduled for deletion) {attempts} time(s) "
+            f"over {waited:.1f} s; MULTICLOUD_STORE_AWS_RECREATE_WAIT_SECONDS={wait:g} bounds that wait. Store "
+            "it again later",
+            backend="aws",
+        )
+
+    def _exists_error(
+        self, name: str, *, scheduled: bool, deleted: datetime | None = None, found: bool = False
+    ) -> SecretExistsError:
+        """Say whether the name is taken by a live secret or by one in its recovery window, and until when."""
+        if not found:
+            try:
+                # Only on this error path: one DescribeSecret to tell the two cases apart and to find the date.
+                deleted = self.client.describe_secret(SecretId=name).get("DeletedDate")
+            except (ClientError, BotoCoreError):
+                logger.debug(
+                    "describing secret %r after a failed create failed; reporting it as existing", name
+                )
         if deleted is None and not scheduled:
             return SecretExistsError(
                 f"secret {name!r} already exists (ResourceExistsException)", backend="aws"

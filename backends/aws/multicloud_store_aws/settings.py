@@ -7,7 +7,7 @@ Everything here is checked without network I/O or boto3. What only botocore can 
 from __future__ import annotations
 
 import re
-from typing import ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -16,7 +16,7 @@ from pydantic_settings import SettingsConfigDict
 from multicloud_store.errors import ConfigurationError
 from multicloud_store.settings import EnvSettings
 
-__all__ = ["AwsSettings"]
+__all__ = ["AwsSettings", "mask_url"]
 
 # Commercial, GovCloud, China and ISO partitions: us-east-1, us-gov-west-1, cn-north-1, us-isob-east-1.
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]{1,2}$")
@@ -24,6 +24,30 @@ _ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,51
 # AWS: 2 to 64 characters of [\w+=,.@-] for a role session name, 2 to 1224 of [\w+=,.@:/-] for an external id.
 _SESSION_NAME_RE = re.compile(r"^[\w+=,.@-]{2,64}$")
 _EXTERNAL_ID_RE = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# The user-info of a URL ("user:password@"), wherever a typo put it: after "//", or at the start.
+_USERINFO_RE = re.compile(r"[^/@]*@")
+_BOTOCORE_POOL = 10  # botocore's default max_pool_connections
+
+
+def mask_url(url: str) -> str:
+    """Return a URL fit to show: any user-info (``user:password@``) is replaced by ``***@``.
+
+    Args:
+        url: A URL as the user wrote it, possibly malformed.
+
+    Returns:
+        The URL with every ``...@`` run (up to a slash) masked.
+    """
+    return _USERINFO_RE.sub("***@", url)
+
+
+class _Workers(EnvSettings):
+    """The dispatcher's thread count, read here only to size the connection pool."""
+
+    model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_")
+
+    max_workers: int = Field(default=8, ge=1, le=64)
 
 
 class AwsSettings(EnvSettings):
@@ -54,6 +78,10 @@ class AwsSettings(EnvSettings):
         max_attempts: Attempts per call, the first one included, before a failure is reported.
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for a response once connected.
+        recreate_wait_seconds: How long a store of an id whose forced deletion AWS is still finishing in the
+            background keeps retrying (jittered backoff) before it fails with `SecretStateError`. 0: do not wait.
+        max_pool_connections: Connections botocore keeps open for reuse. Default: ``MULTICLOUD_STORE_MAX_WORKERS``
+            (at least botocore's own 10), so that as many threads as the store is sized for reuse connections.
     """
 
     model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_AWS_")
@@ -75,6 +103,8 @@ class AwsSettings(EnvSettings):
     max_attempts: int = Field(default=5, ge=1, le=20)
     connect_timeout: float = Field(default=5.0, gt=0, le=300)
     read_timeout: float = Field(default=10.0, gt=0, le=300)
+    recreate_wait_seconds: float = Field(default=30.0, ge=0, le=900)
+    max_pool_connections: int | None = Field(default=None, ge=1, le=1000)
 
     # -- single fields ------------------------------------------------------------------------------------
 
@@ -99,11 +129,33 @@ class AwsSettings(EnvSettings):
     @field_validator("secret_access_key", "session_token", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        if isinstance(value, SecretStr) and not value.get_secret_value().strip():
-            return None
+        # A value read from a file (a Kubernetes secret) often ends in a newline: strip what surrounds it.
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value().strip()
+            return SecretStr(text) if text else None
+        if isinstance(value, str):
+            return value.strip() or None
         return value
+
+    @field_validator("access_key_id", "secret_access_key", "session_token", "role_external_id")
+    @classmethod
+    def _no_control_characters(cls, value: str | SecretStr | None) -> str | SecretStr | None:
+        # A control character inside a credential would end up in an HTTP header (and in the SDK's error text).
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is not None and _CONTROL_RE.search(text):
+            raise ValueError(
+                "contains a control character (a newline or a tab inside the value); the value is not shown"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_from_workers(cls, data: Any) -> Any:
+        # Unset: size the pool for the threads the store is configured for (MULTICLOUD_STORE_MAX_WORKERS).
+        if isinstance(data, dict) and data.get("max_pool_connections") in (None, ""):
+            workers = _Workers.from_environ().max_workers
+            data = {**data, "max_pool_connections": max(_BOTOCORE_POOL, workers)}
+        return data
 
     @field_validator("retry_mode", mode="before")
     @classmethod
@@ -125,7 +177,8 @@ class AwsSettings(EnvSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
-                f"must be an http(s):// URL such as https://secretsmanager.eu-west-1.amazonaws.com, got {value!r}"
+                "must be an http(s):// URL such as https://secretsmanager.eu-west-1.amazonaws.com, got "
+                f"{mask_url(value)!r}"
             )
         if parts.username or parts.password:
             # Never echo it: the URL itself may carry a password.

@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
 from multicloud_store_aws import AwsDriver, AwsSettings
+from multicloud_store_aws.testing import LostAnswers
 
 REGION = "us-east-1"
 ACCESS_KEY_ID = "testing"
@@ -209,6 +210,23 @@ def shared_moto_driver() -> Iterator[tuple[AwsDriver, BotocoreFaults]]:
         injector.attach(driver.client)
         yield driver, injector
         driver.close()
+
+
+@pytest.fixture(scope="class")
+def shared_lost_answers(shared_moto_driver: tuple[AwsDriver, BotocoreFaults]) -> Iterator[LostAnswers]:
+    """A `LostAnswers` attached once to the class's shared driver."""
+    lost = LostAnswers()
+    lost.attach(shared_moto_driver[0].client)
+    yield lost
+    lost.close()
+
+
+@pytest.fixture
+def lost_answers() -> Iterator[LostAnswers]:
+    """A `LostAnswers` injector; attach it to the clients it should affect."""
+    lost = LostAnswers()
+    yield lost
+    lost.close()
 
 
 @pytest.fixture(scope="session")
