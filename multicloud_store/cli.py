@@ -317,9 +317,11 @@ def _eventually(read: Callable[[], object], wanted: object, wait_seconds: float)
     """
     started = time.monotonic()
     delay = 0.1
+    first = True
     while True:
         if read() == wanted:
-            return time.monotonic() - started
+            return 0.0 if first else time.monotonic() - started
+        first = False
         left = wait_seconds - (time.monotonic() - started)
         if left <= 0:
             return None

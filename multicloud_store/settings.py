@@ -14,7 +14,7 @@ import difflib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -366,7 +366,11 @@ _warned_lock = threading.Lock()
 
 
 def unknown_variables(
-    environ: Mapping[str, str], *, prefix: str = ENV_PREFIX, known: frozenset[str] | None = None
+    environ: Mapping[str, str],
+    *,
+    prefix: str = ENV_PREFIX,
+    known: frozenset[str] | None = None,
+    also_known: Collection[str] = (),
 ) -> dict[str, str | None]:
     """Find variables with our prefix that no setting of any installed backend reads.
 
@@ -377,6 +381,7 @@ def unknown_variables(
         environ: The variables to inspect.
         prefix: The prefix to inspect (``ZENML_SECRETS_STORE_`` maps onto ``MULTICLOUD_STORE_`` names).
         known: The known variable names under ``MULTICLOUD_STORE_`` (default: every installed settings class).
+        also_known: Names after ``prefix`` that its reader uses itself (ZenML's ``TYPE`` and ``CLASS_PATH``).
 
     Returns:
         ``{variable: closest known variable, or None}``, sorted by variable.
@@ -391,7 +396,12 @@ def unknown_variables(
         if not upper.startswith(prefix):
             continue
         as_ours = ENV_PREFIX + upper[len(prefix) :]
-        if as_ours in names or as_ours in _EXTRA_KNOWN or as_ours.startswith((*_KNOWN_FAMILIES, *opaque)):
+        if (
+            upper[len(prefix) :] in also_known
+            or as_ours in names
+            or as_ours in _EXTRA_KNOWN
+            or as_ours.startswith((*_KNOWN_FAMILIES, *opaque))
+        ):
             continue
         # Compare what follows the prefix: the shared prefix would make every name look close.
         suffixes = sorted(name[len(ENV_PREFIX) :] for name in names if name.startswith(ENV_PREFIX))
@@ -418,7 +428,9 @@ def unknown_variable_message(variable: str, suggestion: str | None) -> str:
     return f"{variable} is set but no setting reads it (ignored){hint}"
 
 
-def warn_unknown_variables(environ: Mapping[str, str], *, prefix: str = ENV_PREFIX) -> dict[str, str | None]:
+def warn_unknown_variables(
+    environ: Mapping[str, str], *, prefix: str = ENV_PREFIX, also_known: Collection[str] = ()
+) -> dict[str, str | None]:
     """Log a warning, once per process and variable, for each unknown variable with our prefix.
 
     Warn, never fail: an image may carry variables meant for a newer version.
@@ -426,11 +438,12 @@ def warn_unknown_variables(environ: Mapping[str, str], *, prefix: str = ENV_PREF
     Args:
         environ: The variables to inspect.
         prefix: ``MULTICLOUD_STORE_`` or ``ZENML_SECRETS_STORE_``.
+        also_known: Names after ``prefix`` that are known without a setting (see `unknown_variables`).
 
     Returns:
         What `unknown_variables` found.
     """
-    found = unknown_variables(environ, prefix=prefix)
+    found = unknown_variables(environ, prefix=prefix, also_known=also_known)
     for variable, suggestion in found.items():
         with _warned_lock:
             if variable in _warned:

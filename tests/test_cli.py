@@ -502,3 +502,69 @@ def test_emulator_servers_report_a_port_in_use_in_one_line(module: str, port_opt
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "cannot listen" in result.stderr and port in result.stderr
+
+
+class _LaggingDriver:
+    """A memory backend whose reads serve the previous payload for a few reads after each replace or delete,
+    as a service with documented eventual consistency may."""
+
+    def __init__(self, stale_reads: int) -> None:
+        from multicloud_store.drivers.memory import MemoryDriver
+
+        self.inner = MemoryDriver()
+        self.stale_reads = stale_reads
+        self._previous: dict[str, object] = {}
+        self._left: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def replace(self, name: str, payload: str, labels: dict[str, str]) -> None:
+        self._previous[name], self._left[name] = self.inner.read(name), self.stale_reads
+        self.inner.replace(name, payload, labels)
+
+    def delete(self, name: str) -> None:
+        self._previous[name], self._left[name] = self.inner.read(name), self.stale_reads
+        self.inner.delete(name)
+
+    def read(self, name: str) -> object:
+        if self._left.get(name, 0) > 0:
+            self._left[name] -= 1
+            return self._previous[name]
+        return self.inner.read(name)
+
+
+def _check_with(monkeypatch: pytest.MonkeyPatch, driver: object, *args: str) -> tuple[int, str, str]:
+    import io
+
+    from multicloud_store import cli
+    from multicloud_store.settings import StoreSettings
+    from multicloud_store.store import SecretsStore
+
+    monkeypatch.setattr(
+        cli, "_store", lambda _args: SecretsStore(StoreSettings(backend="memory"), driver=driver)
+    )
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    code = cli.main(["check", *args], stdout=out)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_check_waits_out_documented_lag_and_says_which_guarantee_it_tested(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    code, out, err = _check_with(monkeypatch, _LaggingDriver(stale_reads=2), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["guarantees"]["read-after-create"] == "immediate"
+    assert report["guarantees"]["read-after-update"].startswith("eventual (seen after")
+    assert report["guarantees"]["read-after-delete"].startswith("eventual (seen after")
+
+    code, out, _ = _check_with(monkeypatch, _LaggingDriver(stale_reads=0))
+    assert code == 0 and "read-after-update      immediate" in out
+
+
+def test_check_fails_when_the_lag_outlasts_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    code, _, err = _check_with(monkeypatch, _LaggingDriver(stale_reads=10**6), "--wait", "0.5")
+    assert code == 1
+    assert "read-after-update not seen within 0.5 s" in err

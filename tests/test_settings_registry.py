@@ -167,3 +167,118 @@ def test_third_party_driver_by_entry_point(tmp_path: Path) -> None:
     )
     assert "VALUES {'a': 'b'} acme True" in result.stdout, result.stderr
     assert "BROKEN backend 'broken' cannot be imported (acme_missing_sdk)" in result.stdout
+
+
+# -- issue 13.5 to 13.7: typos reported, empty paths refused, errors as sentences -------------------------------
+
+
+def test_unknown_variable_is_a_warning_in_the_library_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="multicloud_store"):
+        store = SecretsStore.from_env(
+            {"MULTICLOUD_STORE_BACKEND": "memory", "MULTICLOUD_STORE_BAKEND": "aws"}
+        )
+    assert store.backend == "memory"  # warn, never fail
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(
+        "MULTICLOUD_STORE_BAKEND" in m and "did you mean MULTICLOUD_STORE_BACKEND?" in m for m in messages
+    ), messages
+
+
+def test_known_variables_cover_every_installed_backend_without_importing_an_sdk() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        from multicloud_store.registry import known_variables, installed_backends
+        names = known_variables()
+        for backend in installed_backends():
+            prefix = f"MULTICLOUD_STORE_{backend.upper()}_"
+            assert backend == "memory" or any(n.startswith(prefix) for n in names), backend
+        assert "MULTICLOUD_STORE_BACKEND" in names and "MULTICLOUD_STORE_ZENML_SERVER_ID" in names
+        loaded = {m.split(".")[0] for m in sys.modules}
+        assert not loaded & {"boto3", "botocore", "google", "azure", "grpc", "hvac", "sqlalchemy"}, loaded
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_variables_suggest_the_closest_name() -> None:
+    from multicloud_store.settings import unknown_variables
+
+    found = unknown_variables(
+        {
+            "MULTICLOUD_STORE_BAKEND": "aws",
+            "MULTICLOUD_STORE_CACHE_TTL": "5",
+            "MULTICLOUD_STORE_AWS_REGOIN": "eu-west-1",
+            "MULTICLOUD_STORE_SOMETHING_NEW": "1",
+            "MULTICLOUD_STORE_BACKEND": "aws",
+            "MULTICLOUD_STORE_DEBUG": "1",
+            "MULTICLOUD_STORE_TEST_POSTGRES_URL": "x",
+            "OTHER": "x",
+        }
+    )
+    assert found == {
+        "MULTICLOUD_STORE_AWS_REGOIN": "MULTICLOUD_STORE_AWS_REGION",
+        "MULTICLOUD_STORE_BAKEND": "MULTICLOUD_STORE_BACKEND",
+        "MULTICLOUD_STORE_CACHE_TTL": "MULTICLOUD_STORE_CACHE_TTL_SECONDS",
+        "MULTICLOUD_STORE_SOMETHING_NEW": None,
+    }
+
+
+def test_zenml_options_are_checked_under_their_own_prefix() -> None:
+    from multicloud_store.settings import unknown_variables
+
+    found = unknown_variables(
+        {
+            "ZENML_SECRETS_STORE_TYPE": "custom",
+            "ZENML_SECRETS_STORE_CLASS_PATH": "x",
+            "ZENML_SECRETS_STORE_BACKEND": "aws",
+            "ZENML_SECRETS_STORE_AWS_REGION": "eu-west-1",
+            "ZENML_SECRETS_STORE_BAKEND": "aws",
+        },
+        prefix="ZENML_SECRETS_STORE_",
+        also_known=("TYPE", "CLASS_PATH"),
+    )
+    assert found == {"ZENML_SECRETS_STORE_BAKEND": "ZENML_SECRETS_STORE_BACKEND"}
+
+
+def test_empty_path_is_a_configuration_error_naming_the_variable() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SecretsStore.from_env({"MULTICLOUD_STORE_LOCAL_PATH": ""})
+    assert info.value.variable == "MULTICLOUD_STORE_LOCAL_PATH"
+    assert "must not be empty" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "sentence"),
+    [
+        (
+            "MULTICLOUD_STORE_DEPLOYMENT_ID",
+            "Has Spaces",
+            "MULTICLOUD_STORE_DEPLOYMENT_ID must be 1 to 63 lowercase",
+        ),
+        (
+            "MULTICLOUD_STORE_NAME_PREFIX",
+            "bad_prefix",
+            "MULTICLOUD_STORE_NAME_PREFIX must be 1 to 48 letters",
+        ),
+        ("MULTICLOUD_STORE_CACHE_TTL_SECONDS", "-1", "MULTICLOUD_STORE_CACHE_TTL_SECONDS must be at least 0"),
+        ("MULTICLOUD_STORE_CACHE_TTL_SECONDS", "soon", "MULTICLOUD_STORE_CACHE_TTL_SECONDS must be a number"),
+        ("MULTICLOUD_STORE_MAX_WORKERS", "1000", "MULTICLOUD_STORE_MAX_WORKERS must be at most 64"),
+        ("MULTICLOUD_STORE_MAX_WORKERS", "2.5", "MULTICLOUD_STORE_MAX_WORKERS must be a whole number"),
+        ("MULTICLOUD_STORE_BACKEND", "", "MULTICLOUD_STORE_BACKEND must have at least 1 character"),
+        ("MULTICLOUD_STORE_LOCAL_KEY", "abc", "MULTICLOUD_STORE_LOCAL_KEY must be base64"),
+    ],
+)
+def test_pydantic_errors_become_sentences_naming_the_variable(
+    variable: str, value: str, sentence: str
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        SecretsStore.from_env({variable: value})
+    message = str(info.value)
+    assert sentence in message
+    for raw in ("Value error,", "String should", "Input should", "valid number, unable"):
+        assert raw not in message
+    assert value not in message.split(":", 1)[1] or value in sentence

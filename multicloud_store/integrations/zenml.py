@@ -26,12 +26,15 @@ from zenml.exceptions import EntityExistsError
 from zenml.zen_stores.secrets_stores.base_secrets_store import BaseSecretsStore
 
 from multicloud_store.errors import MultiCloudStoreError, SecretExistsError
-from multicloud_store.settings import ENV_PREFIX, StoreSettings
+from multicloud_store.settings import ENV_PREFIX, StoreSettings, warn_unknown_variables
 from multicloud_store.store import SecretsStore
 
 __all__ = ["MultiCloudSecretsStore", "MultiCloudSecretsStoreConfiguration"]
 
 _CLASS_PATH = "multicloud_store.integrations.zenml.MultiCloudSecretsStore"
+_ZENML_PREFIX = "ZENML_SECRETS_STORE_"
+# Read by ZenML itself, not by the store.
+_ZENML_OWN_OPTIONS = ("TYPE", "CLASS_PATH")
 
 
 class MultiCloudSecretsStoreConfiguration(SecretsStoreConfiguration):  # type: ignore[misc]
@@ -110,6 +113,7 @@ class MultiCloudSecretsStore(BaseSecretsStore):  # type: ignore[misc]
         """
         self._lock = threading.Lock()
         self._store: SecretsStore | None = None
+        self._warn_unknown_options()
         environ = self.config.environ()
         try:
             # Build once now so every setting and naming rule is checked at server start.
@@ -122,6 +126,16 @@ class MultiCloudSecretsStore(BaseSecretsStore):  # type: ignore[misc]
         self._driver = probe.driver
         if self.config.deployment_id:
             self._store = probe
+
+    def _warn_unknown_options(self) -> None:
+        """Warn (never fail) about ``ZENML_SECRETS_STORE_*`` options that no setting reads.
+
+        A typo there would otherwise silently select the defaults (the local backend inside the server's container).
+        """
+        options = {k: v for k, v in os.environ.items() if k.upper().startswith(_ZENML_PREFIX)}
+        for key in self.config.model_extra or {}:
+            options.setdefault(f"{_ZENML_PREFIX}{key.upper()}", "")
+        warn_unknown_variables(options, prefix=_ZENML_PREFIX, also_known=_ZENML_OWN_OPTIONS)
 
     @property
     def store(self) -> SecretsStore:
