@@ -396,6 +396,9 @@ class LocalDriver:
             if state.fresh and not create:
                 connection.close()
                 return None
+            if keyring is None and not state.fresh:
+                # Another process made the database (and, before committing it, its key file) meanwhile.
+                keyring = self._configured_keyring()
             if not self._verify(connection, state, keyring, create, write=False):
                 # Setting up, upgrading or restoring a check: one writer at a time, waiting out the busy timeout.
                 connection.execute("BEGIN IMMEDIATE")
