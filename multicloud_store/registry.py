@@ -49,6 +49,7 @@ KNOWN_DISTRIBUTIONS: dict[str, str] = {
     "gcp": "multicloud-store-gcp",
     "azure": "multicloud-store-azure",
     "vault": "multicloud-store-vault",
+    "sql": "multicloud-store-sql",
 }
 
 
