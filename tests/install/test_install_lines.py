@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 class InstallLine:
     page: str
     lineno: int
-    text: str  # the whole source line, for the "published" marker
+    text: str  # the source line (and a table row's column header), for the "published" marker
     command: str  # the command as written, comment stripped
 
 
@@ -49,10 +49,16 @@ def _commands(line: str, in_code_block: bool) -> list[str]:
     return [m.strip() for m in CODE_SPAN.findall(line)]
 
 
+def _cells(row: str) -> list[str]:
+    return [cell.strip() for cell in row.strip().strip("|").split("|")]
+
+
 def install_lines() -> list[InstallLine]:
     found = []
     for page in PAGES:
         fence = None
+        header: list[str] = []  # the current table's header cells: a column may say "once published"
+        previous = ""
         for lineno, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
             stripped = line.strip()
             if stripped.startswith("```"):
@@ -60,8 +66,15 @@ def install_lines() -> list[InstallLine]:
                 continue
             if fence is not None and fence not in SHELL_FENCES:
                 continue  # python, text, yaml: not a shell command
+            if fence is None and stripped.startswith("|") and not previous.startswith("|"):
+                header = _cells(stripped)
+            previous = stripped
             for command in _commands(line, fence is not None):
-                found.append(InstallLine(str(page.relative_to(ROOT)), lineno, line, command))
+                context = line
+                if fence is None and stripped.startswith("|"):
+                    column = next((i for i, cell in enumerate(_cells(stripped)) if command in cell), -1)
+                    context += " " + (header[column] if 0 <= column < len(header) else "")
+                found.append(InstallLine(str(page.relative_to(ROOT)), lineno, context, command))
     return found
 
 
