@@ -188,3 +188,33 @@ def test_wrong_key_error_does_not_echo_the_key(tmp_path: Path, random_key: str) 
         list(store.list_secret_ids())
     store.close()
     assert wrong not in str(info.value) and random_key not in str(info.value)
+
+
+def test_dry_run_migration_into_a_new_local_store_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "source.db"
+    store = make(source)
+    store.store_secret_values(uuid.uuid4(), {"a": "b"})
+    store.close()
+    (tmp_path / "source.env").write_text(
+        f"MULTICLOUD_STORE_BACKEND=local\nMULTICLOUD_STORE_LOCAL_PATH={source}\n"
+    )
+    target = tmp_path / "target-dir" / "target.db"
+    (tmp_path / "target.env").write_text(
+        f"MULTICLOUD_STORE_BACKEND=local\nMULTICLOUD_STORE_LOCAL_PATH={target}\n"
+    )
+    monkeypatch.setenv("MULTICLOUD_STORE_BACKEND", "local")
+    monkeypatch.setenv("MULTICLOUD_STORE_LOCAL_PATH", str(source))
+    cli_main(
+        [
+            "migrate",
+            "--source-env-file",
+            str(tmp_path / "source.env"),
+            "--target-env-file",
+            str(tmp_path / "target.env"),
+            "--dry-run",
+            "--no-progress",
+        ]
+    )
+    assert not target.parent.exists()
