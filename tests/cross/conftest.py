@@ -1,4 +1,4 @@
-"""Servers for the cross-backend tests: moto, the GCP and Azure emulators and an OpenBao dev server, on 127.0.0.1."""
+"""Servers for the cross-backend tests: moto, the GCP and Azure emulators, OpenBao and PostgreSQL on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from multicloud_store.sealing import Keyring
+
 pytest.importorskip("multicloud_store_aws")
 pytest.importorskip("multicloud_store_gcp")
 pytest.importorskip("multicloud_store_azure")
 pytest.importorskip("multicloud_store_vault")
+pytest.importorskip("multicloud_store_sql")
 pytest.importorskip("moto")
 
 
@@ -62,11 +65,28 @@ def openbao() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (or MULTICLOUD_STORE_TEST_POSTGRES_URL), for the sql backend."""
+    external = os.environ.get("MULTICLOUD_STORE_TEST_POSTGRES_URL")
+    if external:
+        yield external
+        return
+    from multicloud_store_sql.testing import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server.create_database()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
 def backend_envs(
     moto_endpoint: str,
     gcp_emulator: object,
     azure_emulator: object,
     openbao: object,
+    postgres_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, dict[str, str]]:
     """The variables a user would set to reach each backend; nothing else configures the stores."""
@@ -108,6 +128,11 @@ def backend_envs(
             "MULTICLOUD_STORE_BACKEND": "vault",
             "MULTICLOUD_STORE_VAULT_URL": openbao.url,  # type: ignore[attr-defined]
             "MULTICLOUD_STORE_VAULT_TOKEN": openbao.root_token,  # type: ignore[attr-defined]
+        },
+        "sql": {
+            "MULTICLOUD_STORE_BACKEND": "sql",
+            "MULTICLOUD_STORE_SQL_URL": postgres_url,
+            "MULTICLOUD_STORE_SQL_KEY": Keyring.generate("cross").dumps(),
         },
     }
 
