@@ -236,6 +236,32 @@ def start_server(name: str, latency: float = 0.0) -> tuple[Backend, Callable[[],
             lambda secret: json.loads(aclient.get_secret(secret).value or "{}"),
             notes="emulator process over HTTPS; raw = SecretClient.get_secret",
         )
+    elif name == "vault":
+        import hvac
+
+        from multicloud_store_vault.testing import OpenBaoServer
+
+        bao = OpenBaoServer()
+        bao.start()  # its own process: `bao server -dev`, in-memory storage
+        vclient = hvac.Client(url=bao.url, token=bao.root_token)
+
+        def vault_raw(secret: str) -> Any:
+            answer = vclient.secrets.kv.v2.read_secret_version(
+                path=secret, mount_point="secret", raise_on_deleted_version=True
+            )
+            return json.loads(answer["data"]["data"]["payload"])
+
+        backend = Backend(
+            "vault",
+            {
+                "MULTICLOUD_STORE_BACKEND": "vault",
+                "MULTICLOUD_STORE_VAULT_URL": bao.url,
+                "MULTICLOUD_STORE_VAULT_TOKEN": bao.root_token,
+            },
+            vault_raw,
+            notes="OpenBao dev server process over HTTP; raw = hvac kv.v2.read_secret_version",
+        )
+        return backend, bao.stop
     else:
         raise ValueError(name)
 
@@ -268,7 +294,7 @@ def backends(tmp: Path, wanted: set[str]) -> Iterator[list[Backend]]:
                     notes="raw = SQLite SELECT + AES-GCM decrypt (the driver's read)",
                 )
             )
-        for name in ("aws", "gcp", "azure"):
+        for name in ("aws", "gcp", "azure", "vault"):
             if name in wanted:
                 backend, stop = start_server(name)
                 stack.append(stop)
@@ -440,13 +466,15 @@ def bench_get_many(found: list[Backend], report: Report, latencies: tuple[float,
         (b, latency)
         for b in found
         if b.name != "local"
-        for latency in (latencies if b.name != "aws" else (0.0,))
+        for latency in (latencies if b.name not in ("aws", "vault") else (0.0,))
     ]
     for existing, latency in runs:
         if existing.name == "local":
             continue
         # GCP and Azure: a fresh server process with the injected latency; AWS: the same moto server.
-        backend, stop = (existing, None) if existing.name == "aws" else start_server(existing.name, latency)
+        # vault: the same OpenBao server too (it has no latency injection).
+        reuse = existing.name in ("aws", "vault")
+        backend, stop = (existing, None) if reuse else start_server(existing.name, latency)
         store = store_for(backend)
         ids = [uuid.uuid4() for _ in range(100)]
         for sid in ids:
@@ -642,7 +670,7 @@ def _versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
-    parser.add_argument("--only", nargs="*", default=["local", "aws", "gcp", "azure"])
+    parser.add_argument("--only", nargs="*", default=["local", "aws", "gcp", "azure", "vault"])
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     n = 50 if args.quick else 500
