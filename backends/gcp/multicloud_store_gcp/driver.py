@@ -406,8 +406,11 @@ class GcpDriver:
             newest = max(pager, key=lambda v: _version_number(v.name) or 0, default=None)
         except gexc.NotFound as exc:
             raise translate(original, operation="read", name=name) from exc
-        except Exception:
-            # Cannot look closer (no versions.list, or an outage): the service's own refusal says it best.
+        except Exception as exc:
+            error = translate(exc, operation="read", name=name)
+            if isinstance(error, BackendUnavailableError):
+                raise error from exc  # an outage is never "not found"
+            # We may not look closer (no versions.list): the service's own refusal says it best.
             raise translate(original, operation="read", name=name) from original
         if newest is not None:
             if getattr(newest.state, "name", str(newest.state)) == "DISABLED":
@@ -441,7 +444,10 @@ class GcpDriver:
             secret = client.get_secret(request={"name": path}, retry=self._retry, timeout=self._timeout)
         except gexc.NotFound:
             return SecretNotFoundError(f"GCP Secret Manager: secret {name!r} not found", backend=_BACKEND)
-        except Exception:
+        except Exception as exc:
+            error = translate(exc, operation="read", name=name)
+            if isinstance(error, BackendUnavailableError):
+                return error
             secret = None  # without secrets.get the labels stay unknown: nobody may delete it through us
         return SecretIncompleteError(
             f"GCP Secret Manager: secret {name!r} has no readable version (a store interrupted before its "
