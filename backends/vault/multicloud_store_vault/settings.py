@@ -31,6 +31,12 @@ _ROLE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,128}$")
 _NAMESPACE_RE = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*/?$")
 
 _PREFIX = "MULTICLOUD_STORE_VAULT_"
+_FALLBACKS = {
+    "url": "VAULT_ADDR",
+    "token": "VAULT_TOKEN",
+    "namespace": "VAULT_NAMESPACE",
+    "ca_bundle": "VAULT_CACERT",
+}
 
 
 def _env(field: str, *fallbacks: str) -> AliasChoices:
@@ -248,6 +254,11 @@ class VaultSettings(EnvSettings):
                 text = text.replace(alias.upper() if alias.isupper() else alias, cls.env_name(name))
         for fallback in ("vault_addr", "vault_token", "vault_namespace", "vault_cacert"):
             text = text.replace(fallback, fallback.upper())
+        for field, fallback in _FALLBACKS.items():
+            # The value may have come from Vault's own variable: name both.
+            ours = cls.env_name(field)
+            if ours in text and f"(or {fallback})" not in text:
+                text = text.replace(ours, f"{ours} (or {fallback})", 1)
         variable = error.variable
         if variable is not None and variable.upper().startswith(_PREFIX):
             variable = variable.upper()

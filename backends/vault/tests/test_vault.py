@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -401,6 +402,23 @@ def test_approle_token_is_renewed_before_it_expires(approle_store: Callable[...,
     _until(lambda: store.get_secret_values(sid) == {"v": "1"} and driver.renewals >= 1)
     assert driver.logins == 1
     assert driver.client.token == token
+
+
+def test_renewal_due_under_concurrent_calls_renews_once_per_period(
+    approle_store: Callable[..., SecretsStore],
+) -> None:
+    store = approle_store(token_ttl="3s", token_max_ttl="10m")
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    driver = _driver(store)
+
+    def hammer() -> None:
+        with ThreadPoolExecutor(8) as pool:
+            assert all(v == {"v": "1"} for v in pool.map(lambda _: store.get_secret_values(sid), range(16)))
+
+    _until(lambda: (hammer(), driver.renewals >= 1)[1])
+    # Threads that found the token due waited for the one renewing it; none logged in on its own.
+    assert driver.logins == 1
 
 
 def test_expired_token_is_replaced_by_a_new_login(
