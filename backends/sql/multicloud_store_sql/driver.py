@@ -26,7 +26,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -67,6 +67,7 @@ from multicloud_store_sql.settings import SqlSettings, masked_url
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
+    from sqlalchemy.sql.expression import Executable
 
     from multicloud_store.settings import EnvSettings
 
@@ -85,7 +86,9 @@ _T = TypeVar("_T")
 
 # Names are ASCII ({prefix}-{uuid}): a binary collation keeps the primary key case-sensitive on MySQL and
 # MariaDB, and makes keyset paging order bytewise (and index-friendly) on every database.
-_NAME = String(255).with_variant(mysql.VARCHAR(255, charset="ascii", collation="ascii_bin"), "mysql", "mariadb")
+_NAME = String(255).with_variant(
+    mysql.VARCHAR(255, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
 _NAME_PG = _NAME.with_variant(String(255, collation="C"), "postgresql")
 # A sealed payload is up to 64 KiB plus the GCM tag: more than MySQL's BLOB holds.
 _CIPHERTEXT = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
@@ -110,7 +113,11 @@ def _tables(name: str) -> tuple[MetaData, Table, Table]:
     meta = Table(
         f"{name}_meta",
         metadata,
-        Column("k", String(64).with_variant(mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql"), primary_key=True),
+        Column(
+            "k",
+            String(64).with_variant(mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), "mysql"),
+            primary_key=True,
+        ),
         Column("v", Text, nullable=False),
     )
     return metadata, secrets, meta
@@ -166,7 +173,7 @@ class SqlDriver:
         self._owns_engine = engine is None
         self._lock = threading.Lock()
         self._setup_lock = threading.Lock()
-        self._ready = False
+        self._ready = threading.Event()
         self._closed = False
         self._metadata, self._table, self._meta = _tables(self.settings.table)
         # The cloud backends' common ceiling, so a secret that fits here also fits AWS and GCP.
@@ -175,7 +182,9 @@ class SqlDriver:
         )
 
     def __repr__(self) -> str:
-        return f"SqlDriver(url={self._where!r}, table={self.settings.table!r}, keys={list(self._keyring.ids)!r})"
+        return (
+            f"SqlDriver(url={self._where!r}, table={self.settings.table!r}, keys={list(self._keyring.ids)!r})"
+        )
 
     @property
     def limits(self) -> DriverLimits:
@@ -285,10 +294,10 @@ class SqlDriver:
     # -- setup --------------------------------------------------------------------------------------------
 
     def _ensure_ready(self) -> None:
-        if self._ready:
+        if self._ready.is_set():
             return
         with self._setup_lock:
-            if self._ready:
+            if self._ready.is_set():
                 return
             engine = self.engine
             try:
@@ -298,8 +307,10 @@ class SqlDriver:
             except MultiCloudStoreError:
                 raise
             except (sa_exc.SQLAlchemyError, ModuleNotFoundError) as exc:
-                raise translate(exc, action="set up the table", where=self._where, secrets=self._password) from exc
-            self._ready = True
+                raise translate(
+                    exc, action="set up the table", where=self._where, secrets=self._password
+                ) from exc
+            self._ready.set()
 
     def _create_tables(self, engine: Engine) -> None:
         # Replicas starting together race to create the tables; the loser's CREATE fails and finds them there.
@@ -417,14 +428,18 @@ class SqlDriver:
                 if rule_for(exc).retry and attempts < self.settings.max_retries:
                     attempts += 1
                     # Jittered back-off lets the competing transaction finish first.
-                    time.sleep(random.uniform(0.005, 0.02) * 2**attempts)
+                    time.sleep(random.uniform(0.005, 0.02) * 2**attempts)  # noqa: S311 - jitter, not a secret
                     continue
                 if idempotent and exc.connection_invalidated and not reconnected:
                     reconnected = True
                     continue
-                raise translate(exc, action=action, name=name, where=self._where, secrets=self._password) from exc
+                raise translate(
+                    exc, action=action, name=name, where=self._where, secrets=self._password
+                ) from exc
             except (sa_exc.SQLAlchemyError, ModuleNotFoundError) as exc:
-                raise translate(exc, action=action, name=name, where=self._where, secrets=self._password) from exc
+                raise translate(
+                    exc, action=action, name=name, where=self._where, secrets=self._password
+                ) from exc
 
     @staticmethod
     def _aad(name: str, labels_text: str) -> bytes:
@@ -436,9 +451,9 @@ class SqlDriver:
 
     def _unseal(self, name: str, key_id: str, nonce: bytes, ciphertext: bytes, labels_text: str) -> str:
         try:
-            return self._keyring.open(Sealed(key_id, bytes(nonce), bytes(ciphertext)), self._aad(name, labels_text)).decode(
-                "utf-8"
-            )
+            return self._keyring.open(
+                Sealed(key_id, bytes(nonce), bytes(ciphertext)), self._aad(name, labels_text)
+            ).decode("utf-8")
         except UnknownKeyError:
             raise ConfigurationError(
                 f"secret {name!r} on {self._where} is sealed with key id {key_id!r}, which is not among the "
@@ -531,7 +546,7 @@ class SqlDriver:
                 statement = statement.where(t.c.deployment == deployment)
             if after is not None:
                 statement = statement.where(t.c.name > after)
-            rows = self._run("list", None, lambda c, s=statement: c.execute(s).all(), idempotent=True)
+            rows = self._run("list", None, _fetch_all(statement), idempotent=True)
             for name, labels_text in rows:
                 stored = _parse_labels(labels_text)
                 if all(stored.get(k) == v for k, v in labels.items()):
@@ -547,8 +562,10 @@ class SqlDriver:
         size = self.settings.batch_size
         for start in range(0, len(names), size):
             chunk = names[start : start + size]
-            statement = select(t.c.name, t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(t.c.name.in_(chunk))
-            rows = self._run("read", None, lambda c, s=statement: c.execute(s).all(), idempotent=True)
+            statement = select(t.c.name, t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(
+                t.c.name.in_(chunk)
+            )
+            rows = self._run("read", None, _fetch_all(statement), idempotent=True)
             found = {row[0]: row for row in rows}
             for name in chunk:
                 row = found.get(name)
@@ -566,7 +583,12 @@ class SqlDriver:
 
     def health_check(self) -> None:
         """Connect, create the tables if needed, check the keys and run one query."""
-        self._run("health check", None, lambda c: c.execute(select(self._table.c.name).limit(1)).first(), idempotent=True)
+        self._run(
+            "health check",
+            None,
+            lambda c: c.execute(select(self._table.c.name).limit(1)).first(),
+            idempotent=True,
+        )
 
     def close(self) -> None:
         """Dispose of the engine's pool (unless the engine was given)."""
@@ -590,7 +612,11 @@ class SqlDriver:
         return {str(key_id): int(count) for key_id, count in rows}
 
     def rotate(
-        self, *, batch_size: int = 100, limit: int | None = None, progress: Callable[[RotationReport], None] | None = None
+        self,
+        *,
+        batch_size: int = 100,
+        limit: int | None = None,
+        progress: Callable[[RotationReport], None] | None = None,
     ) -> RotationReport:
         """Re-seal every row that an older key sealed under the newest key, while others keep using the table.
 
@@ -623,7 +649,7 @@ class SqlDriver:
             )
             if after is not None:
                 statement = statement.where(t.c.name > after)
-            rows = self._run("rotate", None, lambda c, s=statement: c.execute(s).all(), idempotent=True)
+            rows = self._run("rotate", None, _fetch_all(statement), idempotent=True)
             for name, key_id, nonce, ciphertext, labels_text in rows:
                 handled += 1
                 try:
@@ -637,7 +663,7 @@ class SqlDriver:
                     .where(t.c.name == name, t.c.key_id == key_id, t.c.nonce == nonce)
                     .values(key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext)
                 )
-                if self._run("rotate", name, lambda c, s=swap: c.execute(s).rowcount):
+                if self._run("rotate", name, _rowcount(swap)):
                     report.rotated += 1
                 else:
                     report.skipped += 1
@@ -648,6 +674,14 @@ class SqlDriver:
             after = rows[-1][0]
         report.remaining = {k: n for k, n in self.key_usage().items() if k != newest}
         return report
+
+
+def _fetch_all(statement: Executable) -> Callable[[Connection], Sequence[Any]]:
+    return lambda connection: connection.execute(statement).all()
+
+
+def _rowcount(statement: Executable) -> Callable[[Connection], int]:
+    return lambda connection: connection.execute(statement).rowcount
 
 
 def _now() -> datetime:

@@ -56,8 +56,12 @@ _DENIED = "the database user lacks a grant this backend needs (see the SQL grant
 _LOGIN = f"the database refused the login: check the user and password in {URL_VARIABLE}"
 _GONE = "the connection to the database failed or was lost"
 _BUSY = "the database is overloaded or shutting down"
-_READ_ONLY = "the server is read-only (a standby or replica, or a failover in progress): point the URL at the primary"
-_TIMEOUT = "the statement ran longer than MULTICLOUD_STORE_SQL_STATEMENT_TIMEOUT or waited too long for a lock"
+_READ_ONLY = (
+    "the server is read-only (a standby or replica, or a failover in progress): point the URL at the primary"
+)
+_TIMEOUT = (
+    "the statement ran longer than MULTICLOUD_STORE_SQL_STATEMENT_TIMEOUT or waited too long for a lock"
+)
 _NO_DB = f"the database named in {URL_VARIABLE} does not exist"
 _NO_TABLE = "the table disappeared while in use (dropped or renamed by someone else)"
 _DAMAGED = "the database file is damaged or is not a database"

@@ -15,7 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.sealing import Keyring, KeyFormatError
+from multicloud_store.sealing import KeyFormatError, Keyring
 from multicloud_store.settings import EnvSettings
 
 if TYPE_CHECKING:
@@ -200,7 +200,9 @@ class SqlSettings(EnvSettings):
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise ConfigurationError(
-                f"cannot read the key file {path} ({reason}); check {variable}", variable=variable, backend="sql"
+                f"cannot read the key file {path} ({reason}); check {variable}",
+                variable=variable,
+                backend="sql",
             ) from None
         try:
             return Keyring.parse(text)

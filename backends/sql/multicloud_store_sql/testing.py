@@ -68,7 +68,9 @@ def free_port() -> int:
 
 def _run(command: list[str], *, timeout: float = READY_DEADLINE, what: str) -> str:
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(  # noqa: S603 - fixed binaries and our own arguments
+            command, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ServerStartError(f"{what}: {type(exc).__name__}: {exc}") from exc
     if done.returncode != 0:
@@ -136,9 +138,7 @@ class PostgresServer:
         Returns:
             ``postgresql+psycopg://user:password@127.0.0.1:port/database``.
         """
-        return (
-            f"postgresql+psycopg://{user or self.user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
-        )
+        return f"postgresql+psycopg://{user or self.user}:{password or self.password}@127.0.0.1:{self.port}/{database}"
 
     def start(self) -> PostgresServer:
         """Create the cluster (first time) and start the server; return when it accepts logins.
@@ -153,7 +153,9 @@ class PostgresServer:
             try:
                 owner = pwd.getpwnam(self.user)
             except KeyError:
-                raise ServerStartError("running as root, but there is no 'postgres' user to run PostgreSQL as") from None
+                raise ServerStartError(
+                    "running as root, but there is no 'postgres' user to run PostgreSQL as"
+                ) from None
             os.chown(self.base, owner.pw_uid, owner.pw_gid)
         if not self.data.exists():
             password_file = self.base / "pwfile"
@@ -170,7 +172,9 @@ class PostgresServer:
             password_file.unlink()
         options = f"-h 127.0.0.1 -p {self.port} -k {self.base} -c fsync=off -c synchronous_commit=off -c max_connections=200"
         _run(
-            self._command("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "120", "start"),
+            self._command(
+                "pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "120", "start"
+            ),
             timeout=READY_DEADLINE + 10,
             what="pg_ctl start",
         )
@@ -193,7 +197,10 @@ class PostgresServer:
         """Stop the server (fast shutdown) and, unless told otherwise, remove its data directory."""
         if self.data.exists():
             with contextlib.suppress(ServerStartError):
-                _run(self._command("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"), what="pg_ctl stop")
+                _run(
+                    self._command("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop"),
+                    what="pg_ctl stop",
+                )
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
 
@@ -260,7 +267,7 @@ def pg_dump(url: str) -> str:
     parsed = make_url(url)
     binary = shutil.which("pg_dump") or str(PG_BIN / "pg_dump")
     environment = {**os.environ, "PGPASSWORD": parsed.password or ""}
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - fixed binaries and our own arguments
         [binary, "-h", parsed.host or "127.0.0.1", "-p", str(parsed.port or 5432), "-U", parsed.username or "",
          "--no-password", parsed.database or ""],
         capture_output=True, text=True, timeout=READY_DEADLINE, env=environment, check=True,
@@ -311,13 +318,17 @@ class MariaDBServer:
             ["apt-get", "update", "-qq"],
             ["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", "mariadb-server"],
         ):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment, check=False)
+            done = subprocess.run(  # noqa: S603 - fixed binaries and our own arguments
+                command, capture_output=True, text=True, timeout=900, env=environment, check=False
+            )
             if done.returncode != 0:
                 raise ServerStartError(f"{' '.join(command)} failed: {(done.stderr or done.stdout)[-2000:]}")
         if not self._find("mariadbd"):
             raise ServerStartError("apt-get installed mariadb-server, but mariadbd is still not found")
 
-    def url(self, database: str | None = None, *, user: str | None = None, password: str | None = None) -> str:
+    def url(
+        self, database: str | None = None, *, user: str | None = None, password: str | None = None
+    ) -> str:
         """Return a SQLAlchemy URL (PyMySQL) for a database of this server.
 
         Args:
@@ -350,7 +361,7 @@ class MariaDBServer:
                 what="mariadb-install-db",
             )  # fmt: skip
         log = self.log.open("ab")
-        self._process = subprocess.Popen(
+        self._process = subprocess.Popen(  # noqa: S603 - fixed binaries and our own arguments
             [
                 self._find("mariadbd") or "mariadbd", "--no-defaults", "--user=root", f"--datadir={self.data}",
                 "--bind-address=127.0.0.1", f"--port={self.port}", f"--socket={self.socket}",
@@ -376,9 +387,12 @@ class MariaDBServer:
         if not self._initialised:
             self.execute(f"CREATE DATABASE IF NOT EXISTS {self.database}", database=None)
             self.execute(
-                f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'", database=None
+                f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'",
+                database=None,
             )
-            self.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1' WITH GRANT OPTION", database=None)
+            self.execute(
+                f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1' WITH GRANT OPTION", database=None
+            )
             self._initialised = True
         return self
 
@@ -392,7 +406,7 @@ class MariaDBServer:
         Returns:
             The rows.
         """
-        import pymysql
+        import pymysql  # type: ignore[import-untyped,unused-ignore]
 
         connection = pymysql.connect(
             unix_socket=str(self.socket), user="root", database=database, autocommit=True, connect_timeout=5
@@ -427,7 +441,7 @@ class MariaDBServer:
             The dump.
         """
         binary = self._find("mariadb-dump") or "mariadb-dump"
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - fixed binaries and our own arguments
             [binary, f"--socket={self.socket}", "-u", "root", "--hex-blob", database or self.database],
             capture_output=True, text=True, timeout=READY_DEADLINE, check=True,
         )  # fmt: skip
@@ -504,7 +518,9 @@ class SqlFaults:
         with self._lock:
             self._mode, self._remaining, self._custom = mode, times, None
 
-    def _before(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def _before(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         with self._lock:
             mode = self._mode
             if mode is None:
@@ -556,7 +572,9 @@ class SqlLostAnswers:
         with self._lock:
             self._verb = None
 
-    def _after(self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+    def _after(
+        self, conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         with self._lock:
             verb = self._verb
         words = statement.replace('"', " ").replace("`", " ").split()
@@ -573,18 +591,25 @@ def _dbapi_error(dialect: str, mode: str) -> Exception:
         import psycopg
 
         if mode == "denied":
-            return psycopg.errors.InsufficientPrivilege("permission denied for table multicloud_store_secrets")
+            return psycopg.errors.InsufficientPrivilege(
+                "permission denied for table multicloud_store_secrets"
+            )
         return psycopg.OperationalError(
             'connection failed: connection to server at "127.0.0.1", port 5432 failed: Connection refused'
         )
     if dialect in ("mysql", "mariadb"):
-        import pymysql
+        import pymysql  # type: ignore[import-untyped,unused-ignore]
 
+        error: Exception
         if mode == "denied":
-            return pymysql.err.OperationalError(
+            error = pymysql.err.OperationalError(
                 1142, "SELECT command denied to user 'mcs'@'127.0.0.1' for table 'multicloud_store_secrets'"
             )
-        return pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111])")
+        else:
+            error = pymysql.err.OperationalError(
+                2003, "Can't connect to MySQL server on '127.0.0.1' ([Errno 111])"
+            )
+        return error
     import sqlite3
 
     if mode == "denied":

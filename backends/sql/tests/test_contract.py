@@ -108,5 +108,3 @@ class TestPostgresFromVariables(StoreContract):
         yield make
         for store in stores:
             store.close()
-
-

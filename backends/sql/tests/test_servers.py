@@ -29,7 +29,9 @@ OWN_PER_REPLICA = 40
 SHARED_IDS = 60
 
 
-def test_four_replica_processes_lose_nothing_and_have_one_winner_per_id(postgres_url: str, key_text: str) -> None:
+def test_four_replica_processes_lose_nothing_and_have_one_winner_per_id(
+    postgres_url: str, key_text: str
+) -> None:
     environ = {
         "MULTICLOUD_STORE_BACKEND": "sql",
         "MULTICLOUD_STORE_DEPLOYMENT_ID": "replicas",
@@ -43,7 +45,8 @@ def test_four_replica_processes_lose_nothing_and_have_one_winner_per_id(postgres
     start_at = time.time() + 10  # every replica connected and set up by then, even on a loaded machine
     with ProcessPoolExecutor(REPLICAS, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [
-            pool.submit(replica_worker, environ, index, OWN_PER_REPLICA, shared, start_at) for index in range(REPLICAS)
+            pool.submit(replica_worker, environ, index, OWN_PER_REPLICA, shared, start_at)
+            for index in range(REPLICAS)
         ]
         results = [future.result(timeout=600) for future in futures]
 
@@ -57,7 +60,9 @@ def test_four_replica_processes_lose_nothing_and_have_one_winner_per_id(postgres
     try:
         winner_of = {sid: index for index, r in enumerate(results) for sid in r["won"]}
         for sid, index in winner_of.items():
-            assert store.get_secret_values(uuid.UUID(sid)) == {"winner": str(index)}  # the winner's values remain
+            assert store.get_secret_values(uuid.UUID(sid)) == {
+                "winner": str(index)
+            }  # the winner's values remain
         expected = {sid: values for r in results for sid, values in r["own"].items()}
         assert len(expected) == REPLICAS * OWN_PER_REPLICA
         outcomes = store.get_many([uuid.UUID(sid) for sid in expected])
@@ -71,7 +76,9 @@ def test_four_replica_processes_lose_nothing_and_have_one_winner_per_id(postgres
 @pytest.fixture(params=["postgresql", "mariadb"])
 def own_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer | MariaDBServer]:
     """A server of its own for the restart test (the session's servers keep running for the other tests)."""
-    server: PostgresServer | MariaDBServer = PostgresServer() if request.param == "postgresql" else MariaDBServer()
+    server: PostgresServer | MariaDBServer = (
+        PostgresServer() if request.param == "postgresql" else MariaDBServer()
+    )
     try:
         server.start()
     except ServerStartError as exc:

@@ -28,7 +28,13 @@ from multicloud_store.store import SecretsStore
 from multicloud_store_sql import SqlDriver, SqlSettings
 from multicloud_store_sql.driver import SCHEMA_VERSION
 from multicloud_store_sql.errors import error_code, rule_for
-from multicloud_store_sql.testing import MariaDBServer, PostgresServer, SqlFaults, free_port, unique_table_name
+from multicloud_store_sql.testing import (
+    MariaDBServer,
+    PostgresServer,
+    SqlFaults,
+    free_port,
+    unique_table_name,
+)
 
 SENTINEL = "sql-sentinel-VALUE-never-leaks-4e2a"
 PASSWORD = "pa55-w0rd-SHOULD-NOT-SHOW"
@@ -79,7 +85,9 @@ class TestSettings:
     def test_bad_key_is_named_never_echoed(self) -> None:
         secret_looking = "k1:" + "A" * 10
         with pytest.raises(ConfigurationError) as info:
-            SqlSettings.from_environ({"MULTICLOUD_STORE_SQL_URL": "sqlite://", "MULTICLOUD_STORE_SQL_KEY": secret_looking})
+            SqlSettings.from_environ(
+                {"MULTICLOUD_STORE_SQL_URL": "sqlite://", "MULTICLOUD_STORE_SQL_KEY": secret_looking}
+            )
         assert "MULTICLOUD_STORE_SQL_KEY" in str(info.value)
         assert "A" * 10 not in str(info.value)
 
@@ -98,14 +106,21 @@ class TestSettings:
     def test_bad_table_name(self, key_text: str, table: str) -> None:
         with pytest.raises(ConfigurationError) as info:
             SqlSettings.from_environ(
-                {"MULTICLOUD_STORE_SQL_URL": "sqlite://", "MULTICLOUD_STORE_SQL_KEY": key_text, "MULTICLOUD_STORE_SQL_TABLE": table}
+                {
+                    "MULTICLOUD_STORE_SQL_URL": "sqlite://",
+                    "MULTICLOUD_STORE_SQL_KEY": key_text,
+                    "MULTICLOUD_STORE_SQL_TABLE": table,
+                }
             )
         assert info.value.variable == "MULTICLOUD_STORE_SQL_TABLE"
 
     def test_password_masked_in_info_repr_and_settings(self, key_text: str) -> None:
         url = f"postgresql+psycopg://store:{PASSWORD}@db.example:5432/secrets"
         settings = SqlSettings(url=url, key=key_text)
-        assert settings.redacted()["MULTICLOUD_STORE_SQL_URL"] == "postgresql+psycopg://store:***@db.example:5432/secrets"
+        assert (
+            settings.redacted()["MULTICLOUD_STORE_SQL_URL"]
+            == "postgresql+psycopg://store:***@db.example:5432/secrets"
+        )
         assert settings.redacted()["MULTICLOUD_STORE_SQL_KEY"] == "**********"
         driver = SqlDriver(settings)
         texts = [repr(settings), str(settings), repr(driver), driver.display_url]
@@ -133,7 +148,11 @@ class TestSettings:
 
     def test_selected_by_the_backend_variable(self, key_text: str, sqlite_url: str) -> None:
         store = SecretsStore.from_env(
-            {"MULTICLOUD_STORE_BACKEND": "sql", "MULTICLOUD_STORE_SQL_URL": sqlite_url, "MULTICLOUD_STORE_SQL_KEY": key_text}
+            {
+                "MULTICLOUD_STORE_BACKEND": "sql",
+                "MULTICLOUD_STORE_SQL_URL": sqlite_url,
+                "MULTICLOUD_STORE_SQL_KEY": key_text,
+            }
         )
         assert isinstance(store.driver, SqlDriver)
         store.check()
@@ -159,7 +178,9 @@ class TestSettings:
 
     def test_no_network_at_construction(self, key_text: str) -> None:
         # A port nothing listens on: constructing the driver and the store must not try to connect.
-        driver = SqlDriver(SqlSettings(url=f"postgresql+psycopg://u:p@127.0.0.1:{free_port()}/x", key=key_text))
+        driver = SqlDriver(
+            SqlSettings(url=f"postgresql+psycopg://u:p@127.0.0.1:{free_port()}/x", key=key_text)
+        )
         _store(driver)
         driver.close()
 
@@ -168,7 +189,9 @@ class TestSettings:
 
 
 class TestFailures:
-    def test_wrong_password_is_permission_and_masked(self, postgres: PostgresServer | None, make_driver: MakeDriver) -> None:
+    def test_wrong_password_is_permission_and_masked(
+        self, postgres: PostgresServer | None, make_driver: MakeDriver
+    ) -> None:
         if postgres is None:
             pytest.skip("needs the tests' own PostgreSQL server")
         driver = make_driver(postgres.url(password=PASSWORD))
@@ -196,7 +219,9 @@ class TestFailures:
         assert PASSWORD not in str(info.value)
         assert "u:***@127.0.0.1" in str(info.value)
 
-    def test_missing_database_is_configuration(self, postgres: PostgresServer | None, make_driver: MakeDriver) -> None:
+    def test_missing_database_is_configuration(
+        self, postgres: PostgresServer | None, make_driver: MakeDriver
+    ) -> None:
         if postgres is None:
             pytest.skip("needs the tests' own PostgreSQL server")
         with pytest.raises(ConfigurationError) as info:
@@ -264,7 +289,9 @@ def _deadlock(dialect: str) -> Exception:
         return psycopg.errors.DeadlockDetected("deadlock detected")
     import pymysql
 
-    return pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
+    return pymysql.err.OperationalError(
+        1213, "Deadlock found when trying to get lock; try restarting transaction"
+    )
 
 
 class TestRetries:
@@ -279,7 +306,9 @@ class TestRetries:
         faults = SqlFaults()
         faults.attach(driver.engine)
         faults.raise_exception(_deadlock(driver.engine.dialect.name), times=2)
-        store.update_secret_values(sid, {"v": "2"})  # the dispatcher's read and the UPDATE: 2 deadlocks in all
+        store.update_secret_values(
+            sid, {"v": "2"}
+        )  # the dispatcher's read and the UPDATE: 2 deadlocks in all
         assert faults.raised == 2
         assert store.get_secret_values(sid) == {"v": "2"}
         faults.raise_exception(_deadlock(driver.engine.dialect.name))  # every attempt
@@ -337,7 +366,16 @@ class TestKeysAndSchema:
         driver.health_check()
         inspector = inspect(driver.engine)
         columns = {c["name"] for c in inspector.get_columns(table)}
-        assert columns == {"name", "key_id", "nonce", "ciphertext", "labels", "deployment", "created", "updated"}
+        assert columns == {
+            "name",
+            "key_id",
+            "nonce",
+            "ciphertext",
+            "labels",
+            "deployment",
+            "created",
+            "updated",
+        }
         assert inspector.get_pk_constraint(table)["constrained_columns"] == ["name"]
         assert any(ix["column_names"][:2] == ["deployment", "name"] for ix in inspector.get_indexes(table))
         with driver.engine.connect() as connection:
@@ -368,7 +406,9 @@ class TestKeysAndSchema:
         assert SENTINEL.encode() not in bytes(row["ciphertext"])
         assert json.loads(row["labels"])["mcs_secret_id"] == str(sid)
 
-    def test_wrong_key_under_a_known_id_is_a_configuration_error(self, any_url: str, make_driver: MakeDriver) -> None:
+    def test_wrong_key_under_a_known_id_is_a_configuration_error(
+        self, any_url: str, make_driver: MakeDriver
+    ) -> None:
         table = unique_table_name()
         _store(make_driver(any_url, table=table)).store_secret_values(uuid.uuid4(), {"a": "1"})
         impostor = Keyring.generate("k1").dumps()
@@ -385,7 +425,9 @@ class TestKeysAndSchema:
             make_driver(any_url, table=table, key=Keyring.generate("k9").dumps()).health_check()
         assert "k9" in str(info.value) and "k1" in str(info.value)
 
-    def test_tampered_or_copied_row_is_corrupted_not_wrong_key(self, any_url: str, make_driver: MakeDriver) -> None:
+    def test_tampered_or_copied_row_is_corrupted_not_wrong_key(
+        self, any_url: str, make_driver: MakeDriver
+    ) -> None:
         table = unique_table_name()
         driver = make_driver(any_url, table=table)
         store = _store(driver)
@@ -397,7 +439,9 @@ class TestKeysAndSchema:
         with driver.engine.begin() as connection:
             row_a = connection.execute(select(t.c.nonce, t.c.ciphertext).where(t.c.name == name_a)).one()
             # Copy a's sealed value onto b: same key, other name: must not open as b.
-            connection.execute(update(t).where(t.c.name == name_b).values(nonce=row_a[0], ciphertext=row_a[1]))
+            connection.execute(
+                update(t).where(t.c.name == name_b).values(nonce=row_a[0], ciphertext=row_a[1])
+            )
             flipped = bytes([row_a[1][0] ^ 1]) + bytes(row_a[1][1:])
             connection.execute(update(t).where(t.c.name == name_a).values(ciphertext=flipped))
         for sid in (a, b):
@@ -425,7 +469,9 @@ class TestKeysAndSchema:
         assert driver.read("Name-A").payload == "upper"
         assert driver.read("name-a").payload == "lower"
 
-    def test_listing_pages_by_keyset_and_filters_by_deployment(self, any_url: str, make_driver: MakeDriver) -> None:
+    def test_listing_pages_by_keyset_and_filters_by_deployment(
+        self, any_url: str, make_driver: MakeDriver
+    ) -> None:
         driver = make_driver(any_url, table=unique_table_name(), page_size=7)
         mine, theirs = _store(driver, "mine"), _store(driver, "theirs")
         ours = {uuid.uuid4() for _ in range(30)}
@@ -511,7 +557,9 @@ class TestRotation:
 # -- secrecy ------------------------------------------------------------------------------------------------
 
 
-def test_no_value_or_password_in_logs(postgres: PostgresServer | None, make_driver: MakeDriver, caplog: pytest.LogCaptureFixture) -> None:
+def test_no_value_or_password_in_logs(
+    postgres: PostgresServer | None, make_driver: MakeDriver, caplog: pytest.LogCaptureFixture
+) -> None:
     if postgres is None:
         pytest.skip("needs the tests' own PostgreSQL server")
     caplog.set_level(logging.DEBUG)
@@ -535,7 +583,9 @@ def test_no_value_or_password_in_logs(postgres: PostgresServer | None, make_driv
         assert postgres.password not in text_
 
 
-def test_dump_of_the_database_holds_no_plaintext(any_url: str, make_driver: MakeDriver, request: pytest.FixtureRequest, key_text: str) -> None:
+def test_dump_of_the_database_holds_no_plaintext(
+    any_url: str, make_driver: MakeDriver, request: pytest.FixtureRequest, key_text: str
+) -> None:
     driver = make_driver(any_url, table=unique_table_name())
     store = _store(driver)
     for _ in range(5):
@@ -564,7 +614,9 @@ def test_dump_of_the_database_holds_no_plaintext(any_url: str, make_driver: Make
 
 
 def test_pool_timeout_is_unavailable(sqlite_url: str, make_driver: MakeDriver, postgres_url: str) -> None:
-    driver = make_driver(postgres_url, table=unique_table_name(), pool_size=1, max_overflow=0, pool_timeout=0.5)
+    driver = make_driver(
+        postgres_url, table=unique_table_name(), pool_size=1, max_overflow=0, pool_timeout=0.5
+    )
     driver.health_check()
     with driver.engine.connect():  # holds the only connection
         started = time.monotonic()
