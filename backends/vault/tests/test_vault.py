@@ -412,11 +412,12 @@ def test_renewal_due_under_concurrent_calls_renews_once_per_period(
     store.store_secret_values(sid, {"v": "1"})
     driver = _driver(store)
 
-    def hammer() -> None:
+    def hammer_until_renewed() -> bool:
         with ThreadPoolExecutor(8) as pool:
             assert all(v == {"v": "1"} for v in pool.map(lambda _: store.get_secret_values(sid), range(16)))
+        return driver.renewals >= 1
 
-    _until(lambda: (hammer(), driver.renewals >= 1)[1])
+    _until(hammer_until_renewed)
     # Threads that found the token due waited for the one renewing it; none logged in on its own.
     assert driver.logins == 1
 
