@@ -333,7 +333,13 @@ class OpenBaoServer:
     # -- admin API ----------------------------------------------------------------------------------------
 
     def api(
-        self, method: str, path: str, body: Mapping[str, Any] | None = None, *, token: str | None = None
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        token: str | None = None,
+        namespace: str | None = None,
     ) -> dict[str, Any]:
         """Call the HTTP API as root (or with ``token``).
 
@@ -342,6 +348,7 @@ class OpenBaoServer:
             path: Below ``/v1/``.
             body: A JSON body.
             token: Another token than the root token.
+            namespace: An OpenBao namespace to call in (``X-Vault-Namespace``).
 
         Returns:
             The JSON answer (``{}`` for 204).
@@ -354,6 +361,8 @@ class OpenBaoServer:
             f"{self.url}/v1/{path.lstrip('/')}", data=data, method=method
         )
         request.add_header("X-Vault-Token", token or self.root_token)
+        if namespace:
+            request.add_header("X-Vault-Namespace", namespace)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         try:

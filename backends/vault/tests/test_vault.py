@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import requests
+import requests.adapters
 from hvac import exceptions as hvac_exceptions
 from vault_helpers import FAST, FAST_ENV, new_policy
 
@@ -309,6 +310,55 @@ def test_listing_an_empty_mount(bao: OpenBaoServer, vault_settings: Callable[...
     driver = VaultDriver(vault_settings(mount=mount))
     assert list(driver.list_names({"mcs_deployment": "tests"})) == []
     driver.close()
+
+
+class _IgnorePaging(requests.adapters.HTTPAdapter):
+    """Drops ``after`` and ``limit`` from LIST requests, as HashiCorp Vault (which does not page KV lists) does."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        if request.method == "LIST" and request.url:
+            request.url = request.url.split("?", 1)[0]
+        return super().send(request, *args, **kwargs)
+
+
+def test_listing_on_a_server_that_does_not_page(
+    bao: OpenBaoServer, vault_settings: Callable[..., VaultSettings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mount = f"kv-{uuid.uuid4().hex[:8]}"
+    bao.api("POST", f"sys/mounts/{mount}", {"type": "kv", "options": {"version": "2"}})
+    driver = VaultDriver(vault_settings(mount=mount))
+    ours = {_name() for _ in range(7)}
+    for name in ours:
+        driver.create(name, "p", LABELS)
+    driver.client.adapter.session.mount("http://", _IgnorePaging())
+    monkeypatch.setattr(driver_module, "_PAGE", 3)
+    counter = RequestCounter(driver)
+    assert sorted(driver.list_names({"mcs_deployment": "tests"})) == sorted(ours)
+    # Every key came in the first answer; the second asks after the last one and gets nothing new.
+    assert sum(method == "LIST" for method, _ in counter.requests) == 2
+    driver.close()
+
+
+def test_namespace(bao: OpenBaoServer, vault_settings: Callable[..., VaultSettings]) -> None:
+    namespace = f"team-{uuid.uuid4().hex[:6]}"
+    bao.api("POST", f"sys/namespaces/{namespace}", {})
+    bao.api("POST", "sys/mounts/kv", {"type": "kv", "options": {"version": "2"}}, namespace=namespace)
+    settings = VaultSettings.from_environ(
+        {
+            "VAULT_ADDR": bao.url,
+            "VAULT_TOKEN": bao.root_token,
+            "VAULT_NAMESPACE": namespace,
+            "MULTICLOUD_STORE_VAULT_MOUNT": "kv",
+        }
+    )
+    with SecretsStore(StoreSettings(backend="vault"), driver=VaultDriver(settings)) as store:
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"in": "namespace"})
+        assert store.get_secret_values(sid) == {"in": "namespace"}
+        name = store.secret_name(sid)
+    assert bao.api("GET", f"kv/data/{name}", namespace=namespace)["data"]["metadata"]["version"] == 1
+    with pytest.raises(RuntimeError, match="404"):
+        bao.api("GET", f"kv/data/{name}")  # not at the root namespace
 
 
 # -- failures and retries --------------------------------------------------------------------------------------
