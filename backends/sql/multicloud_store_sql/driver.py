@@ -27,7 +27,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -61,7 +60,15 @@ from multicloud_store.errors import (
     SecretExistsError,
     SecretNotFoundError,
 )
-from multicloud_store.sealing import IntegrityError, Keyring, Sealed, UnknownKeyError
+from multicloud_store.keyfiles import RotationReport
+from multicloud_store.sealing import (
+    IntegrityError,
+    Keyring,
+    Sealed,
+    UnknownKeyError,
+    key_check_opens,
+    seal_key_check,
+)
 from multicloud_store_sql.errors import BACKEND, rule_for, translate
 from multicloud_store_sql.settings import SqlSettings, masked_url
 
@@ -79,7 +86,6 @@ logger = logging.getLogger("multicloud_store.sql")
 SCHEMA_VERSION = 1
 # The label the dispatcher uses for the deployment: stored in its own indexed column for listing.
 _DEPLOYMENT_LABEL = "mcs_deployment"
-_KEY_CHECK_PLAINTEXT = b"multicloud-store sql key check v1"
 _KEY_CHECK_PREFIX = "key_check:"
 
 _T = TypeVar("_T")
@@ -121,31 +127,6 @@ def _tables(name: str) -> tuple[MetaData, Table, Table]:
         Column("v", Text, nullable=False),
     )
     return metadata, secrets, meta
-
-
-@dataclass
-class RotationReport:
-    """What one `SqlDriver.rotate` run did.
-
-    Attributes:
-        new_key_id: The key every rotated row is now sealed with.
-        rotated: Rows re-sealed under the new key.
-        skipped: Rows changed or deleted by another writer while being rotated (a write seals with the newest
-            key anyway, so they need nothing more).
-        failed: Names of rows that could not be opened (unknown key or failed integrity check); left as they are.
-        remaining: Rows still sealed with an older key when the run ended, by key id (empty when done).
-    """
-
-    new_key_id: str
-    rotated: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    remaining: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def complete(self) -> bool:
-        """Whether every row is now sealed with the newest key."""
-        return not self.remaining
 
 
 class SqlDriver:
@@ -220,6 +201,22 @@ class SqlDriver:
     def display_url(self) -> str:
         """The database URL with its password masked."""
         return self._where
+
+    def location(self) -> tuple[str | None, ...]:
+        """What identifies this store, from settings alone (``migrate`` refuses to copy a store onto itself).
+
+        Returns:
+            The dialect, host, port and database (never the password or the driver), and the table.
+        """
+        url = self._url
+        host = (url.host or "").lower() or None
+        return (
+            url.get_backend_name(),
+            host,
+            str(url.port) if url.port else None,
+            url.database,
+            self.settings.table,
+        )
 
     # -- the engine ---------------------------------------------------------------------------------------
 
@@ -361,9 +358,6 @@ class SqlDriver:
         except sa_exc.IntegrityError:
             pass  # another replica inserted it first: theirs is checked like any other
 
-    def _key_check_aad(self) -> bytes:
-        return b"multicloud-store sql key check\x00" + self.settings.table.encode()
-
     def _key_checks(self, engine: Engine) -> dict[str, str]:
         with engine.begin() as connection:
             rows = connection.execute(
@@ -374,7 +368,6 @@ class SqlDriver:
     def _check_keys(self, engine: Engine) -> None:
         """Prove every configured key is the one its id was first used with, before any secret is touched."""
         keyring = self._keyring
-        aad = self._key_check_aad()
         known = self._key_checks(engine)
         if known and not set(known) & set(keyring.ids):
             raise ConfigurationError(
@@ -386,20 +379,21 @@ class SqlDriver:
             )
         for key_id in keyring.ids:
             if key_id not in known:
-                single = keyring.without(i for i in keyring.ids if i != key_id)
-                sealed = single.seal(_KEY_CHECK_PLAINTEXT, aad)
-                self._insert_meta_if_missing(engine, _KEY_CHECK_PREFIX + key_id, _pack(sealed))
+                check = base64.b64encode(seal_key_check(keyring, key_id)).decode()
+                self._insert_meta_if_missing(engine, _KEY_CHECK_PREFIX + key_id, check)
         known = self._key_checks(engine)
         for key_id in keyring.ids:
             try:
-                keyring.open(_unpack(key_id, known[key_id]), aad)
-            except (IntegrityError, ValueError, KeyError):
+                opens = key_check_opens(keyring, key_id, base64.b64decode(known[key_id]))
+            except (KeyError, ValueError):
+                opens = False
+            if not opens:
                 raise ConfigurationError(
                     f"the key with id {key_id!r} ({self._key_variable()}) is not the key the table "
                     f"{self.settings.table!r} on {self._where} was used with under that id",
                     variable=self._key_variable(),
                     backend=BACKEND,
-                ) from None
+                )
 
     def _key_variable(self) -> str:
         return SqlSettings.env_name("key" if self.settings.key is not None else "key_file")
@@ -451,8 +445,8 @@ class SqlDriver:
 
     def _unseal(self, name: str, key_id: str, nonce: bytes, ciphertext: bytes, labels_text: str) -> str:
         try:
-            return self._keyring.open(
-                Sealed(key_id, bytes(nonce), bytes(ciphertext)), self._aad(name, labels_text)
+            return self._keyring.open_parts(
+                key_id, bytes(nonce), bytes(ciphertext), self._aad(name, labels_text)
             ).decode("utf-8")
         except UnknownKeyError:
             raise ConfigurationError(
@@ -636,7 +630,7 @@ class SqlDriver:
         """
         t = self._table
         newest = self._keyring.newest_id
-        report = RotationReport(new_key_id=newest)
+        report = RotationReport(newest_id=newest)
         after: str | None = None
         handled = 0
         while limit is None or handled < limit:
@@ -654,8 +648,12 @@ class SqlDriver:
                 handled += 1
                 try:
                     payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
-                except MultiCloudStoreError:
-                    report.failed.append(name)
+                except MultiCloudStoreError as exc:
+                    # Named, never shown: the row stays under its key for an operator to look at.
+                    logger.warning(
+                        "rotation left secret %r under key %r: %s", name, key_id, type(exc).__name__
+                    )
+                    report.failed += 1
                     continue
                 sealed = self._seal(name, payload, labels_text)
                 swap = (
@@ -664,7 +662,7 @@ class SqlDriver:
                     .values(key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext)
                 )
                 if self._run("rotate", name, _rowcount(swap)):
-                    report.rotated += 1
+                    report.rewritten += 1
                 else:
                     report.skipped += 1
             if progress is not None:
@@ -672,7 +670,9 @@ class SqlDriver:
             if len(rows) < take:
                 break
             after = rows[-1][0]
-        report.remaining = {k: n for k, n in self.key_usage().items() if k != newest}
+        usage = self.key_usage()
+        report.remaining = {k: n for k, n in usage.items() if k != newest}
+        report.removable = tuple(k for k in self._keyring.ids[1:] if k not in usage)
         return report
 
 
@@ -687,16 +687,6 @@ def _rowcount(statement: Executable) -> Callable[[Connection], int]:
 def _now() -> datetime:
     # Naive UTC: MySQL's DATETIME has no time zone, and every replica must write the same clock.
     return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def _pack(sealed: Sealed) -> str:
-    return f"{sealed.key_id}:{base64.b64encode(sealed.nonce + sealed.ciphertext).decode()}"
-
-
-def _unpack(key_id: str, text: str) -> Sealed:
-    _, _, encoded = text.rpartition(":")
-    raw = base64.b64decode(encoded)
-    return Sealed(key_id, raw[:12], raw[12:])
 
 
 def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
+from multicloud_store.keyfiles import read_key_file
 from multicloud_store.sealing import KeyFormatError, Keyring
 from multicloud_store.settings import EnvSettings
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SqlSettings", "masked_url"]
 
+BACKEND_NAME = "sql"
 _TABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,50}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -195,21 +197,16 @@ class SqlSettings(EnvSettings):
         assert self.key_file is not None
         variable = self.env_name("key_file")
         path = self.key_file.expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        # The shared reader refuses a key file that group or others may read, like ssh does.
+        keyring = read_key_file(path, variable=variable)
+        if keyring is None:
             raise ConfigurationError(
-                f"cannot read the key file {path} ({reason}); check {variable}",
+                f"the key file {path} does not exist; check {variable} (the SQL backend never creates a key: "
+                "every replica must be given the same one)",
                 variable=variable,
-                backend="sql",
-            ) from None
-        try:
-            return Keyring.parse(text)
-        except KeyFormatError as exc:
-            raise ConfigurationError(
-                f"the key file {path} ({variable}) is not a keyring: {exc}", variable=variable, backend="sql"
-            ) from None
+                backend=BACKEND_NAME,
+            )
+        return keyring
 
     def redacted(self) -> dict[str, str]:
         """Return the settings as ``{VARIABLE: text}``, the URL shown with its password masked.

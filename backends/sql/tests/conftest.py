@@ -142,4 +142,5 @@ def tmp_key_file(tmp_path: Path, key_text: str) -> Path:
     """The session key in a file."""
     path = tmp_path / "sql.key"
     path.write_text(key_text)
+    path.chmod(0o600)
     return path

@@ -171,10 +171,25 @@ class TestSettings:
         assert info.value.variable == "MULTICLOUD_STORE_SQL_KEY_FILE"
         garbage = tmp_path / "garbage.key"
         garbage.write_text("k1:not-base64-" + SENTINEL)
+        garbage.chmod(0o600)
         with pytest.raises(ConfigurationError) as info:
             SqlDriver(SqlSettings(url=sqlite_url, key_file=garbage))
         assert info.value.variable == "MULTICLOUD_STORE_SQL_KEY_FILE"
         assert SENTINEL not in str(info.value)
+        tmp_key_file.chmod(0o644)
+        with pytest.raises(ConfigurationError) as info:
+            SqlDriver(SqlSettings(url=sqlite_url, key_file=tmp_key_file))
+        assert "chmod 600" in str(info.value)
+
+    def test_location_ignores_password_and_driver(self, key_text: str) -> None:
+        def location(url: str, table: str = "t") -> tuple[str | None, ...]:
+            return SqlDriver(SqlSettings(url=url, key=key_text, table=table)).location()
+
+        same = location("postgresql+psycopg://u:one@DB.example:5432/s")
+        assert same == location("postgresql+psycopg2://u:two@db.example:5432/s")
+        assert PASSWORD not in repr(location(f"postgresql+psycopg://u:{PASSWORD}@db.example:5432/s"))
+        assert same != location("postgresql+psycopg://u:one@db.example:5432/other")
+        assert same != location("postgresql+psycopg://u:one@db.example:5432/s", table="t2")
 
     def test_no_network_at_construction(self, key_text: str) -> None:
         # A port nothing listens on: constructing the driver and the store must not try to connect.
@@ -518,9 +533,11 @@ class TestRotation:
         rotating = make_driver(any_url, table=table, key=both.dumps())
         assert rotating.key_usage() == {"k-old": 12}
         first = rotating.rotate(batch_size=5, limit=5)  # interrupted after 5 rows
-        assert first.rotated == 5 and not first.complete and first.remaining == {"k-old": 7}
+        assert first.rewritten == 5 and not first.complete and first.remaining == {"k-old": 7}
+        assert first.removable == ()
         second = rotating.rotate(batch_size=5)  # resumed
-        assert second.rotated == 7 and second.complete
+        assert second.rewritten == 7 and second.complete
+        assert second.removable == ("k-old",)
         assert rotating.key_usage() == {"k-new": 12}
         new_only = _store(make_driver(any_url, table=table, key=both.without(["k-old"]).dumps()))
         assert [new_only.get_secret_values(sid) for sid in ids] == [{"n": str(n)} for n in range(12)]
@@ -547,7 +564,7 @@ class TestRotation:
         done: list[bool] = []
         event.listen(rotating.engine, "after_cursor_execute", write_between)
         report = rotating.rotate()
-        assert (report.rotated, report.skipped) == (2, 2)
+        assert (report.rewritten, report.skipped, report.failed) == (2, 2, 0)
         assert report.complete
         assert writer.get_secret_values(ids[0]) == {"v": "new"}
         assert not writer.secret_exists(ids[1])
