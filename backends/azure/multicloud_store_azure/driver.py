@@ -19,11 +19,14 @@
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
@@ -54,6 +57,8 @@ _SERVICE = "Azure Key Vault"
 _CONTENT_TYPE = "application/json"
 _PAGE_SIZE = 25  # the largest page Key Vault serves
 _STATIC_TOKEN_LIFETIME = 3600
+WRITER_TAG = "mcs_writer"
+"""The tag with which a creator marks the version it writes: a random id per create call."""
 
 
 class _StaticTokenCredential:
@@ -137,6 +142,27 @@ class _RetryNoticer:
         # The retry policy numbers each attempt in the shared context before sending it.
         if int(response.context.get("retry_count") or 0) > 0:
             self.retried = True
+
+
+class _ServiceClock:
+    """A ``raw_response_hook`` that keeps the service's clock from the ``Date`` header, in whole seconds."""
+
+    def __init__(self) -> None:
+        self.second: int | None = None
+
+    def __call__(self, response: Any) -> None:
+        date = response.http_response.headers.get("Date")
+        if not date:
+            return
+        with suppress(TypeError, ValueError):
+            self.second = int(email.utils.parsedate_to_datetime(date).timestamp())
+
+
+@dataclass(frozen=True)
+class _VersionInfo:
+    version: str
+    created: int
+    writer: str | None
 
 
 class _NameLocks:
@@ -298,7 +324,8 @@ class AzureDriver:
         max_payload_bytes=25_000,
         name_pattern=r"[A-Za-z0-9-]+",
         max_name_length=127,
-        max_labels=15,
+        # Key Vault allows 15 tags; one is the creator's writer tag.
+        max_labels=14,
         # Tags may hold any printable text; Azure's tag limits are 512 characters per name, 256 per value.
         label_key_pattern=r"[^\x00-\x1f\x7f]{1,512}",
         label_value_pattern=r"[^\x00-\x1f\x7f]{0,256}",
@@ -411,39 +438,91 @@ class AzureDriver:
     def create(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Create a secret that must not exist yet; see `SecretsDriver.create` and the module docstring.
 
+        The protocol (docs/backends/azure.md, "Concurrent creates"): check that the name is free; write the
+        first version, tagged with a random writer id; then list the versions until the second in which the
+        earliest creator's version was made is over, so that no earlier version can still appear. The earliest
+        version (by creation second, then version id) wins. A loser whose version is the current one writes the
+        winner's payload back as a newer version, disables its own versions, and raises `SecretExistsError`.
+
         Raises:
             SecretExistsError: A secret of that name exists, or another writer created it concurrently.
         """
         client = self._connect()
         with self._create_locks.hold(name):
-            if self._exists(client, name, operation="create"):
-                raise SecretExistsError(f"{_SERVICE}: secret {name!r} already exists", backend=_BACKEND)
-            version = self._write_new(client, name, payload, labels)
-            self._confirm_created(client, name, version)
+            checked_at = self._check_free(client, name)
+            writer = uuid.uuid4().hex
+            tags = {**labels, WRITER_TAG: writer}
+            old_versions, written = self._write_new(client, name, payload, tags)
+            # No version made before ours can be the earliest until our second is over: wait for that first,
+            # so that one listing usually settles the create.
+            time.sleep(self._until_service_time(written[0] + 1 + self.settings.clock_skew, written[1]))
+            self._settle_create(client, name, writer, checked_at, old_versions)
 
-    def _exists(self, client: Any, name: str, *, operation: str) -> bool:
+    def _check_free(self, client: Any, name: str) -> int | None:
+        """Raise `SecretExistsError` when the name holds a live secret; return the service's clock (seconds)."""
+        clock = _ServiceClock()
+        if self._exists(client, name, operation="create", raw_response_hook=clock):
+            raise SecretExistsError(f"{_SERVICE}: secret {name!r} already exists", backend=_BACKEND)
+        return clock.second
+
+    def _exists(self, client: Any, name: str, *, operation: str, **kwargs: Any) -> bool:
         """Tell whether the name holds a live secret (disabled ones included), without fetching a value."""
         try:
-            pages = client.list_properties_of_secret_versions(name, max_page_size=1).by_page()
+            pages = client.list_properties_of_secret_versions(name, max_page_size=1, **kwargs).by_page()
             return any(True for _ in next(pages, []))
         except ResourceNotFoundError:
             return False
         except Exception as exc:
             raise translate(exc, operation=operation, name=name) from exc
 
-    def _write_new(self, client: Any, name: str, payload: str, labels: Mapping[str, str]) -> str | None:
-        """Write the first version of our secret, clearing a soft-deleted one of that name out of the way."""
+    def _versions(self, client: Any, name: str) -> tuple[list[_VersionInfo], int | None]:
+        """List every version of ``name`` (properties only) and the service's clock when the last page came.
+
+        Raises:
+            SecretNotFoundError: No such secret (deleted meanwhile).
+        """
+        clock = _ServiceClock()
+        try:
+            found = [
+                _VersionInfo(
+                    version=str(properties.version or ""),
+                    created=int(properties.created_on.timestamp()) if properties.created_on else 0,
+                    writer=(properties.tags or {}).get(WRITER_TAG),
+                )
+                for properties in client.list_properties_of_secret_versions(
+                    name, max_page_size=_PAGE_SIZE, raw_response_hook=clock
+                )
+            ]
+        except Exception as exc:
+            raise translate(exc, operation="create", name=name) from exc
+        return found, clock.second
+
+    def _write_new(
+        self, client: Any, name: str, payload: str, tags: Mapping[str, str]
+    ) -> tuple[frozenset[str], tuple[int, int | None]]:
+        """Write the first version of our secret, clearing a soft-deleted one of that name out of the way.
+
+        Returns:
+            The ids of the versions that a secret recovered by this call brought back (empty otherwise): they
+            belong to the deleted secret, not to this create; and the creation second of our version with the
+            service's clock when it answered.
+        """
         deadline = time.monotonic() + self.settings.operation_timeout
         delay = 0.05
+        old_versions: frozenset[str] = frozenset()
         recovered = False
         while True:
+            clock = _ServiceClock()
             try:
-                secret = client.set_secret(name, payload, content_type=_CONTENT_TYPE, tags=dict(labels))
+                secret = client.set_secret(
+                    name, payload, content_type=_CONTENT_TYPE, tags=dict(tags), raw_response_hook=clock
+                )
             except ResourceExistsError as exc:
                 _, inner = error_codes(exc)
                 if inner == DELETED_BUT_RECOVERABLE and time.monotonic() < deadline:
                     outcome = self._reclaim(client, name)
-                    recovered = recovered or outcome == "recovered"
+                    if isinstance(outcome, frozenset):
+                        recovered, old_versions = True, outcome
                     if outcome != "waiting":
                         continue  # the name is free, or holds the recovered secret: write at once
                 # Being deleted, purged or recovered: the name is in transition; wait for it to settle.
@@ -462,15 +541,18 @@ class AzureDriver:
                     raise translate(exc, operation="create", name=name) from exc
                 raise
             else:
-                version = secret.properties.version
-                return version if isinstance(version, str) else None
+                created = secret.properties.created_on
+                second = (
+                    int(created.timestamp()) if created is not None else (clock.second or int(time.time()))
+                )
+                return old_versions, (second, clock.second)
 
-    def _reclaim(self, client: Any, name: str) -> str:
+    def _reclaim(self, client: Any, name: str) -> str | frozenset[str]:
         """Free a name held by a soft-deleted secret: purge it, or (where purging is refused) recover it.
 
         Returns:
-            ``purged``; ``recovered`` (the old secret, whose old payload is live until our write lands); or
-            ``waiting`` (the deleted secret is still settling, or another writer freed it first).
+            ``purged``; the ids of the recovered secret's old versions (its old payload is live until our write
+            lands); or ``waiting`` (the deleted secret is still settling, or another writer freed it first).
 
         Raises:
             SecretExistsError: Another writer recovered it first and now holds the name.
@@ -498,8 +580,11 @@ class AzureDriver:
                 logger.info("purged soft-deleted secret %s so that its id can be stored again", name)
                 return "purged"
         noticer = _RetryNoticer()
+        latest_old: Any = None
         try:
-            client.begin_recover_deleted_secret(name, raw_response_hook=noticer)
+            poller = client.begin_recover_deleted_secret(name, raw_response_hook=noticer)
+            resource = getattr(poller.polling_method(), "resource", None)
+            latest_old = resource() if callable(resource) else None
         except (ResourceNotFoundError, ResourceExistsError):
             if not noticer.retried:
                 # Recovered (or purged) by another writer first, or still being deleted.
@@ -507,10 +592,24 @@ class AzureDriver:
                 return "waiting"
         except Exception as exc:
             raise translate(exc, operation="create", name=name) from exc
-        # Wait until the recovered secret is visible, so that our write lands on it rather than on a 409.
-        self._wait_until(lambda: self._exists(client, name, operation="create"))
+        # Wait until the recovered secret is visible, so that our write lands on it rather than on a 409, and
+        # note its versions: they were made before the deletion, at the latest in the second of its newest one.
+        listed: list[_VersionInfo] = []
+
+        def visible() -> bool:
+            try:
+                listed[:] = self._versions(client, name)[0]
+            except SecretNotFoundError:
+                return False
+            return bool(listed)
+
+        self._wait_until(visible)
+        newest = latest_old.created_on if latest_old is not None else None
+        cutoff = (
+            int(newest.timestamp()) if newest is not None else max((v.created for v in listed), default=0)
+        )
         logger.info("recovered soft-deleted secret %s (it cannot be purged) to overwrite it", name)
-        return "recovered"
+        return frozenset(v.version for v in listed if v.created <= cutoff)
 
     def _raise_if_exists(self, client: Any, name: str) -> None:
         if self._exists(client, name, operation="create"):
@@ -533,36 +632,95 @@ class AzureDriver:
                 type(exc).__name__,
             )
 
-    def _confirm_created(self, client: Any, name: str, version: str | None) -> None:
-        """Check that our version is the current one; if another writer's landed after it, that writer won."""
-        if version is None:
+    def _settle_create(
+        self, client: Any, name: str, writer: str, checked_at: int | None, old_versions: frozenset[str]
+    ) -> None:
+        """Find the winner of the create: the earliest version written by a creator since the name was free.
+
+        Key Vault stamps versions with their creation time in whole seconds and lists them in version id order,
+        so "earliest" is (creation second, version id), and it is final only once that second is over on the
+        service's clock (the ``Date`` of a listing, plus ``clock_skew`` for the service's own clocks).
+        Every version of this create was written after our existence check found the name free, so versions
+        made before that check (a recovered secret's history) are not candidates.
+
+        Raises:
+            SecretExistsError: Another writer's version is the earliest.
+        """
+        deadline = time.monotonic() + self.settings.operation_timeout
+        floor = checked_at - self.settings.clock_skew if checked_at is not None else None
+        while True:
+            try:
+                versions, now = self._versions(client, name)
+            except SecretNotFoundError:
+                logger.warning("secret %s was deleted by another client right after it was created", name)
+                return
+            candidates = [
+                v
+                for v in versions
+                if v.writer and v.version not in old_versions and (floor is None or v.created >= floor)
+            ]
+            if not any(v.writer == writer for v in candidates):
+                # Our version is gone (the secret was deleted and created again meanwhile): nothing to settle.
+                logger.warning("secret %s: the version this create wrote is no longer listed", name)
+                return
+            earliest = min(candidates, key=lambda v: (v.created, v.version.lower()))
+            settled_at = earliest.created + 1 + self.settings.clock_skew
+            wait = self._until_service_time(settled_at, now)
+            if wait <= 0:
+                break
+            if time.monotonic() + wait > deadline:
+                raise BackendUnavailableError(
+                    f"{_SERVICE}: create of secret {name!r}: the service's clock did not pass the creation "
+                    f"second of its first version within {self.settings.operation_timeout:g} s",
+                    backend=_BACKEND,
+                )
+            time.sleep(wait)
+        if earliest.writer == writer:
             return
-        try:
-            current = client.get_secret(name)
-        except Exception as exc:
-            # Our write succeeded; only the race check could not be made.
-            logger.warning(
-                "secret %s was created, but the check for a concurrent create failed (%s)",
-                name,
-                type(exc).__name__,
-            )
-            return
-        if current.properties.version == version:
-            return
-        # No longer current, our version is never served again; disable it so it cannot be read by id either.
-        try:
-            client.update_secret_properties(name, version, enabled=False)
-        except Exception as exc:
-            logger.warning(
-                "could not disable the losing version of secret %s after a concurrent create (%s)",
-                name,
-                type(exc).__name__,
-            )
+        mine = [v.version for v in versions if v.writer == writer]
+        self._yield_to(client, name, earliest, mine)
         raise SecretExistsError(
-            f"{_SERVICE}: secret {name!r} was created concurrently by another writer, whose version is the "
-            "current one; this store's version was disabled",
+            f"{_SERVICE}: secret {name!r} was created concurrently by another writer, whose values were kept",
             backend=_BACKEND,
         )
+
+    @staticmethod
+    def _until_service_time(target: int, now: int | None) -> float:
+        """Seconds to wait until the service's clock reads ``target`` (0 when it already does)."""
+        if now is not None and now >= target:
+            return 0.0
+        local = time.time()
+        if now is None or abs(local - now) >= 2:
+            # No Date header, or a local clock far off the service's: wait whole seconds from what we know.
+            return float(target - now) if now is not None else max(0.0, target - local) + 0.05
+        # The Date header is the service's clock rounded down; the local clock supplies the fraction.
+        return max(0.05, target - local + 0.05)
+
+    def _yield_to(self, client: Any, name: str, winner: _VersionInfo, mine: list[str]) -> None:
+        """As a losing creator: put the winner's payload back on top if ours is current, then disable ours."""
+        try:
+            current = client.get_secret(name)
+            if current.properties.version in mine:
+                won = client.get_secret(name, winner.version)
+                tags = {key: value for key, value in (won.properties.tags or {}).items() if key != WRITER_TAG}
+                client.set_secret(
+                    name,
+                    won.value or "",
+                    content_type=won.properties.content_type or _CONTENT_TYPE,
+                    tags=tags,
+                )
+        except Exception as exc:
+            raise translate(exc, operation="create", name=name) from exc
+        # No longer current, our versions are never served again; disable them so they cannot be read by id.
+        for version in mine:
+            try:
+                client.update_secret_properties(name, version, enabled=False)
+            except Exception as exc:
+                logger.warning(
+                    "could not disable the losing version of secret %s after a concurrent create (%s)",
+                    name,
+                    type(exc).__name__,
+                )
 
     # -- replacing and deleting ---------------------------------------------------------------------------
 

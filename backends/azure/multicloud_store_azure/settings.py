@@ -78,6 +78,10 @@ class AzureSettings(EnvSettings):
         connection_timeout: Seconds to establish a connection.
         read_timeout: Seconds to wait for a response (azure-core's default, 300 s, is too long for a secret).
         operation_timeout: Seconds to wait for Key Vault to finish a deletion, purge or recovery.
+        clock_skew: Whole seconds by which the vault's clocks (the one stamping versions' creation times and the
+            one writing ``Date`` headers) may disagree. A create waits until the second of its version is this
+            much past on the service's clock (docs/backends/azure.md, "Concurrent creates"); 0 suits an emulator,
+            which has one clock.
     """
 
     model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_AZURE_", hide_input_in_errors=True)
@@ -106,6 +110,7 @@ class AzureSettings(EnvSettings):
     connection_timeout: float = Field(default=5.0, gt=0, le=300)
     read_timeout: float = Field(default=10.0, gt=0, le=600)
     operation_timeout: float = Field(default=60.0, gt=0, le=3600)
+    clock_skew: int = Field(default=1, ge=0, le=30)
 
     # -- single fields ------------------------------------------------------------------------------------
 

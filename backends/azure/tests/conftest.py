@@ -33,6 +33,8 @@ for _name in [n for n in os.environ if n.startswith("MULTICLOUD_STORE_")]:
 FAST_RETRIES = {
     "MULTICLOUD_STORE_AZURE_RETRY_BACKOFF_FACTOR": "0.001",
     "MULTICLOUD_STORE_AZURE_RETRY_BACKOFF_MAX": "2",
+    # The emulator stamps versions and Date headers from one clock.
+    "MULTICLOUD_STORE_AZURE_CLOCK_SKEW": "0",
 }
 
 
@@ -104,6 +106,7 @@ def inprocess_settings(**overrides: Any) -> AzureSettings:
         "access_token": DEFAULT_TOKEN,
         "retry_backoff_factor": 0.001,
         "retry_backoff_max": 2.0,
+        "clock_skew": 0,
     }
     values.update(overrides)
     return AzureSettings.from_environ({}, **values)

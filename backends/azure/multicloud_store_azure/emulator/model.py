@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
 import json
 import logging
 import re
@@ -111,6 +112,60 @@ class _Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    # Committed, but the answer never reaches the client (`VaultModel.lose_answers`).
+    lost: bool = False
+
+
+@dataclass
+class _LostAnswers:
+    route: str
+    remaining: int
+
+
+class _Gate:
+    """The first ``parties`` requests of one route for one secret, held until all arrived, then served in turn."""
+
+    def __init__(self, parties: int, reverse: bool, timeout: float) -> None:
+        self.parties = parties
+        self.reverse = reverse
+        self.deadline_after = timeout
+        self.arrived = 0
+        self.order: list[int] = []
+        self.served = 0
+        self.released = False
+        self.condition = threading.Condition()
+
+    def enter(self) -> int | None:
+        """Take a ticket, or None once the gate has held its parties (later requests pass freely)."""
+        with self.condition:
+            if self.arrived >= self.parties:
+                return None
+            ticket = self.arrived
+            self.arrived += 1
+            if self.arrived == self.parties:
+                self._release()
+            else:
+                deadline = time.monotonic() + self.deadline_after
+                while not self.released and self.condition.wait(max(0.0, deadline - time.monotonic())):
+                    pass
+                if not self.released:  # a party never came: serve whoever is here
+                    self.parties = self.arrived
+                    self._release()
+            # Wait for this ticket's turn in the serving order.
+            while self.order[self.served] != ticket:
+                self.condition.wait(1.0)
+            return ticket
+
+    def _release(self) -> None:
+        tickets = list(range(self.arrived))
+        self.order = tickets[::-1] if self.reverse else tickets
+        self.released = True
+        self.condition.notify_all()
+
+    def leave(self) -> None:
+        with self.condition:
+            self.served += 1
+            self.condition.notify_all()
 
 
 class _BadRequest(Exception):
@@ -289,6 +344,9 @@ class VaultModel:
         self._calls: list[str] = []
         self._challenges = 0
         self._seq = 0
+        self._lost: list[_LostAnswers] = []
+        self._gates: dict[tuple[str, str], _Gate] = {}
+        self._interleave: tuple[str, int, bool, float] | None = None
 
     # ---- knobs and inspection ----------------------------------------------------------------------------
 
@@ -306,11 +364,69 @@ class VaultModel:
             self.deny_purge = False
             self.enforce_expiry = False
             self.latency = 0.0
+            self._lost.clear()
+            self._gates.clear()
+            self._interleave = None
 
     def clear_faults(self) -> None:
-        """Drop pending injected faults and keep every secret (a test's outage is over)."""
+        """Drop pending injected faults, lost answers and interleavings; keep every secret (the outage is over)."""
         with self._lock:
             self._faults.clear()
+            self._lost.clear()
+            self._gates.clear()
+            self._interleave = None
+
+    def lose_answers(self, route: str = "PUT /secrets/{name}", *, times: int = 1) -> None:
+        """Serve the next ``times`` requests of ``route`` in full, then lose their answers.
+
+        The write commits (a PUT adds its version, a DELETE deletes), but the client never hears back: over
+        HTTPS the connection is closed without a response, in-process the transport raises azure-core's
+        `ServiceResponseError`, as a reset connection or a timeout would. The SDK's retries count as requests
+        too, so ``times`` above its retry count makes the call fail after every retry committed.
+
+        Args:
+            route: A route kind as recorded in :attr:`calls`, such as ``"PUT /secrets/{name}"`` or
+                ``"DELETE /secrets/{name}"``.
+            times: How many answers to lose.
+
+        Raises:
+            ValueError: If ``times`` is below 1.
+        """
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        with self._lock:
+            self._lost.append(_LostAnswers(route, times))
+
+    def interleave(
+        self,
+        route: str = "PUT /secrets/{name}",
+        *,
+        parties: int = 2,
+        reverse: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        """Make concurrent writers of one secret meet at ``route`` before any of them is served.
+
+        For every secret name, the first ``parties`` requests of ``route`` are held until all of them have
+        arrived (or ``timeout`` seconds passed), then served one after another, in arrival order or reversed.
+        Later requests of that route for that name pass freely. With ``"GET /secrets/{name}/versions"`` every
+        creator's existence check is answered before any writes; with ``"PUT /secrets/{name}"`` the writes
+        land back to back, usually within one second, so the versions' creation times tie.
+
+        Args:
+            route: The route kind where writers meet (as recorded in :attr:`calls`).
+            parties: How many requests per secret to gather.
+            reverse: Serve the last to arrive first.
+            timeout: Seconds to wait for missing parties before serving those present.
+
+        Raises:
+            ValueError: If ``parties`` is below 2.
+        """
+        if parties < 2:
+            raise ValueError(f"parties must be at least 2, got {parties}")
+        with self._lock:
+            self._gates.clear()
+            self._interleave = (route, parties, reverse, timeout)
 
     def inject_fault(
         self,
@@ -411,18 +527,48 @@ class VaultModel:
             with self._lock:
                 self._calls.append(kind)
                 fault = self._take_fault(ctx.method)
-            response = (
-                self._fault_response(fault)
-                if fault is not None
-                else (self._authenticate(ctx) or self._serve(ctx, kind, args))
-            )
+            response = self._fault_response(fault) if fault is not None else self._authenticate(ctx)
+            if response is None:
+                gate = self._gate(kind, args)
+                ticket = gate.enter() if gate is not None else None
+                try:
+                    response = self._serve(ctx, kind, args)
+                finally:
+                    if gate is not None and ticket is not None:
+                        gate.leave()
+                response.lost = self._take_lost(kind)
         except Exception:
             _LOG.exception("Key Vault emulator: internal error")
             response = _error(500, "InternalServerError", "The emulator failed to process the request.")
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers.setdefault("x-ms-keyvault-service-version", _SERVICE_VERSION)
         response.headers.setdefault("Cache-Control", "no-cache")
+        # The service's clock, to the second, as the real service sends it.
+        response.headers.setdefault("Date", email.utils.formatdate(usegmt=True))
         return response
+
+    def _gate(self, kind: str, args: list[str]) -> _Gate | None:
+        with self._lock:
+            if self._interleave is None or not args:
+                return None
+            route, parties, reverse, timeout = self._interleave
+            if kind != route:
+                return None
+            key = (kind, args[0].lower())
+            gate = self._gates.get(key)
+            if gate is None:
+                gate = self._gates[key] = _Gate(parties, reverse, timeout)
+            return gate
+
+    def _take_lost(self, kind: str) -> bool:
+        with self._lock:
+            for lost in self._lost:
+                if lost.route == kind:
+                    lost.remaining -= 1
+                    if lost.remaining <= 0:
+                        self._lost.remove(lost)
+                    return True
+        return False
 
     def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
@@ -722,10 +868,11 @@ class VaultModel:
         secret = self._lookup(name)
         if secret is None:
             return _not_found(name)
-        # Zero-padded sequence numbers sort like the integers they are.
-        items = [
-            (f"{v.seq:020d}", self._item(ctx.base, secret, v, with_version=True)) for v in secret.versions
-        ]
+        # Ordered by version id, as the real service pages them (its continuation token names the last id):
+        # not by creation time, so a client cannot rely on the order to find the oldest version.
+        items = sorted(
+            (v.version, self._item(ctx.base, secret, v, with_version=True)) for v in secret.versions
+        )
         return self._page(ctx, f"/secrets/{secret.name}/versions", f"versions:{name.lower()}", items)
 
     def _list_deleted(self, ctx: _RequestContext) -> _Response:

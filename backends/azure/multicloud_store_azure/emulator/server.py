@@ -129,9 +129,16 @@ class _Handler(BaseHTTPRequestHandler):
             host = self.headers.get("Host") or "{}:{}".format(*server.server_address[:2])
             url = f"https://{host}{self.path}"
             response = server.emulator._handle(self.command, url, dict(self.headers.items()), body)
-        self.send_response(response.status)
+        if response.lost:
+            # Committed, and the answer is lost: close the connection without a word.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(response.status)  # sends Date itself
         for key, value in response.headers.items():
-            self.send_header(key, value)
+            if key.lower() != "date":
+                self.send_header(key, value)
         self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:
             self.send_header("Connection", "close")

@@ -7,6 +7,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
+from azure.core.exceptions import ServiceResponseError
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.core.rest._http_response_impl import HttpResponseImpl
@@ -82,4 +83,6 @@ class InProcessTransport(HttpTransport[HttpRequest, HttpResponse]):
         else:
             body = b"".join(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in content)
         answer = self._emulator._handle(request.method, request.url, dict(request.headers.items()), body)
+        if answer.lost:
+            raise ServiceResponseError("Connection aborted: the emulator lost the answer (lose_answers)")
         return _InProcessResponse(request, answer)

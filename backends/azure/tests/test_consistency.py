@@ -1,0 +1,218 @@
+"""Real-service semantics (issue 10) on the ``azure`` backend: racing creators, lost answers, credentials, pools.
+
+Every test goes through `SecretsStore` and the real ``SecretClient`` against the emulator, using the knobs that show
+what the real service does: `KeyVaultEmulator.interleave` (concurrent writers meet at a chosen request) and
+`KeyVaultEmulator.lose_answers` (a write commits and its answer is lost).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from azure.keyvault.secrets import SecretClient
+
+from multicloud_store.errors import SecretExistsError
+from multicloud_store.settings import StoreSettings
+from multicloud_store.store import SecretsStore
+from multicloud_store_azure.driver import WRITER_TAG, AzureDriver
+from multicloud_store_azure.testing import KeyVaultEmulator
+
+PUT = "PUT /secrets/{name}"
+CHECK = "GET /secrets/{name}/versions"
+
+
+def _store(driver: AzureDriver, deployment: str = "azure-consistency") -> SecretsStore:
+    return SecretsStore(StoreSettings(backend="azure", deployment_id=deployment), driver=driver)
+
+
+def _race(stores: list[SecretsStore], sid: uuid.UUID) -> list[BaseException | None]:
+    """Let every store create ``sid`` at once, each with its own values; return what each call raised."""
+    outcomes: list[BaseException | None] = [None] * len(stores)
+    start = threading.Barrier(len(stores))
+
+    def run(n: int) -> None:
+        start.wait(timeout=60)
+        try:
+            stores[n].store_secret_values(sid, {"writer": str(n)})
+        except BaseException as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return outcomes
+
+
+# -- 5. concurrent creates: exactly one winner, and its values stay ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("point", "reverse"),
+    [(CHECK, False), (PUT, False), (PUT, True)],
+    ids=["checks-before-writes", "writes-back-to-back", "writes-reversed"],
+)
+def test_racing_creators_have_one_winner_whose_values_stay(
+    make_driver: Callable[..., AzureDriver],
+    emulator: KeyVaultEmulator,
+    raw_client: SecretClient,
+    point: str,
+    reverse: bool,
+) -> None:
+    # Separate drivers share no lock, as separate processes would not.
+    emulator.interleave(point, parties=3, reverse=reverse)
+    stores = [_store(make_driver()) for _ in range(3)]
+    sid = uuid.uuid4()
+    outcomes = _race(stores, sid)
+    assert not [exc for exc in outcomes if exc is not None and not isinstance(exc, SecretExistsError)]
+    winners = [n for n, exc in enumerate(outcomes) if exc is None]
+    assert len(winners) == 1
+    assert stores[0].get_secret_values(sid) == {"writer": str(winners[0])}
+    # The losers' versions are disabled: only the winner's values can be read, even by version id.
+    name = stores[0].secret_name(sid)
+    for properties in raw_client.list_properties_of_secret_versions(name):
+        if properties.enabled:
+            assert json.loads(raw_client.get_secret(name, properties.version).value or "")["values"] == {
+                "writer": str(winners[0])
+            }
+
+
+def test_a_writer_stalled_after_its_check_loses_to_a_whole_create(
+    make_driver: Callable[..., AzureDriver], emulator: KeyVaultEmulator
+) -> None:
+    """The window the confirmation read of the old protocol left open: check, [another create], write."""
+    from test_azure import _PauseAfterCheck
+
+    checked, proceed = threading.Event(), threading.Event()
+    slow = _store(make_driver(transport=_PauseAfterCheck(emulator.transport(), checked, proceed)))
+    fast = _store(make_driver())
+    sid = uuid.uuid4()
+    outcome: list[BaseException | None] = []
+
+    def slow_store() -> None:
+        try:
+            slow.store_secret_values(sid, {"by": "slow"})
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=slow_store)
+    thread.start()
+    assert checked.wait(timeout=60)
+    fast.store_secret_values(sid, {"by": "fast"})  # check, write and settle, all inside the slow one's gap
+    proceed.set()
+    thread.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], SecretExistsError)
+    assert fast.get_secret_values(sid) == {"by": "fast"}
+    assert slow.get_secret_values(sid) == {"by": "fast"}
+
+
+def test_a_single_create_costs_three_calls_and_tags_its_writer(
+    make_driver: Callable[..., AzureDriver], emulator: KeyVaultEmulator, raw_client: SecretClient
+) -> None:
+    store = _store(make_driver())
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    assert [c for c in emulator.calls if "{name}" in c] == [CHECK, PUT, CHECK]
+    tags = raw_client.get_secret(store.secret_name(sid)).properties.tags or {}
+    assert len(tags[WRITER_TAG]) == 32
+
+
+_WORKER = r"""
+import json, sys, uuid
+from concurrent.futures import ThreadPoolExecutor
+from multicloud_store import SecretsStore
+from multicloud_store.errors import SecretExistsError
+
+ids = [uuid.UUID(line) for line in open(sys.argv[1]).read().split()]
+me = sys.argv[2]
+store = SecretsStore.from_env()
+store.check()
+print("ready", flush=True)
+sys.stdin.readline()
+
+def one(sid):
+    try:
+        store.store_secret_values(sid, {"writer": me})
+        return "stored"
+    except SecretExistsError:
+        return "exists"
+    except Exception as exc:
+        return "error: " + type(exc).__name__ + ": " + str(exc)
+
+with ThreadPoolExecutor(int(sys.argv[3])) as pool:
+    results = dict(zip(map(str, ids), pool.map(one, ids)))
+store.close()
+print(json.dumps(results), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("point", "reverse"), [(None, False), (CHECK, False), (PUT, True)])
+def test_two_processes_racing_for_150_ids(
+    https_env: Callable[..., dict[str, str]],
+    emulator: KeyVaultEmulator,
+    tmp_path: Any,
+    point: str | None,
+    reverse: bool,
+) -> None:
+    """Two processes store the same 150 new ids at the same instant, through one emulator server."""
+    if point is not None:
+        emulator.interleave(point, parties=2, reverse=reverse, timeout=60)
+    ids = [uuid.uuid4() for _ in range(150)]
+    id_file = tmp_path / "ids.txt"
+    id_file.write_text("\n".join(map(str, ids)))
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MULTICLOUD_STORE_")}
+    env.update(https_env(MULTICLOUD_STORE_DEPLOYMENT_ID="racing", MULTICLOUD_STORE_MAX_WORKERS="16"))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, str(id_file), str(n), "16"],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready", worker.stderr.read() if worker.stderr else ""
+        for worker in workers:  # the same instant, as near as two pipes allow
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    results = []
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    reader = SecretsStore.from_env(https_env(MULTICLOUD_STORE_DEPLOYMENT_ID="racing"))
+    doubles, wrong_values, errors = [], [], []
+    for sid in ids:
+        outcome = [results[n][str(sid)] for n in range(2)]
+        errors += [o for o in outcome if o.startswith("error")]
+        stored = [n for n in range(2) if outcome[n] == "stored"]
+        if len(stored) != 1:
+            doubles.append((sid, outcome))
+            continue
+        if reader.get_secret_values(sid) != {"writer": str(stored[0])}:
+            wrong_values.append(sid)
+    reader.close()
+    assert errors == []
+    # Exactly one success per id, never two, never none; and the values left are the reported winner's.
+    assert not doubles, f"{len(doubles)} of {len(ids)} ids without exactly one winner, e.g. {doubles[:3]}"
+    assert not wrong_values, f"{len(wrong_values)} of {len(ids)} ids hold another writer's values"
