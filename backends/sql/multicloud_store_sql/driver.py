@@ -172,21 +172,6 @@ class SqlDriver:
         """What this backend accepts."""
         return self._limits
 
-    def location(self) -> tuple[str, ...]:
-        """Identify the store from settings alone: the database (a SQLite file resolved) and the table.
-
-        Returns:
-            ``(database URL without its password, table)``, or ``("sqlite", resolved file, table)``.
-        """
-        url = self._url
-        if url.get_backend_name() == "sqlite":
-            if url.database in (None, "", ":memory:"):
-                return ("sqlite-memory", str(id(self)))  # a private in-memory database per driver
-            import os.path
-
-            return ("sqlite", os.path.realpath(url.database), self.settings.table)
-        return (masked_url(url), self.settings.table)
-
     @property
     def keyring(self) -> Keyring:
         """The keys this driver seals and opens with (newest first)."""
@@ -206,9 +191,16 @@ class SqlDriver:
         """What identifies this store, from settings alone (``migrate`` refuses to copy a store onto itself).
 
         Returns:
-            The dialect, host, port and database (never the password or the driver), and the table.
+            The dialect, host, port and database (never the password, the user or the DBAPI driver), and the
+            table; for SQLite the resolved file. A private in-memory SQLite database is unique to its driver.
         """
         url = self._url
+        if url.get_backend_name() == "sqlite":
+            if url.database in (None, "", ":memory:"):
+                return ("sqlite-memory", str(id(self)))
+            import os.path
+
+            return ("sqlite", os.path.realpath(url.database), self.settings.table)
         host = (url.host or "").lower() or None
         return (
             url.get_backend_name(),
