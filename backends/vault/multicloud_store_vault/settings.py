@@ -228,6 +228,13 @@ class VaultSettings(EnvSettings):
             )
         if self.auth_method == "kubernetes" and self.kubernetes_role is None:
             self._fail("kubernetes_role", f"{method}=kubernetes needs {self.env_name('kubernetes_role')}")
+        if self.auth_method == "kubernetes" and not self.kubernetes_token_file.is_file():
+            # Outside a pod (or without automountServiceAccountToken) there is no token to log in with.
+            self._fail(
+                "kubernetes_token_file",
+                f"{method}=kubernetes needs the service-account token file "
+                f"{self.env_name('kubernetes_token_file')}: no such file: {self.kubernetes_token_file}",
+            )
         if self.ca_bundle is not None and not self.ca_bundle.exists():
             self._fail(
                 "ca_bundle", f"{self.env_name('ca_bundle')}: no such file or directory: {self.ca_bundle}"

@@ -95,6 +95,15 @@ def test_settings_fall_back_to_vaults_own_variables(tmp_path: Path) -> None:
             {"VAULT_ADDR": "http://x:1", "MULTICLOUD_STORE_VAULT_AUTH_METHOD": "kubernetes"},
             "MULTICLOUD_STORE_VAULT_KUBERNETES_ROLE",
         ),
+        (
+            {
+                "VAULT_ADDR": "http://x:1",
+                "MULTICLOUD_STORE_VAULT_AUTH_METHOD": "kubernetes",
+                "MULTICLOUD_STORE_VAULT_KUBERNETES_ROLE": "r",
+                "MULTICLOUD_STORE_VAULT_KUBERNETES_TOKEN_FILE": "/no/such/token",
+            },
+            "MULTICLOUD_STORE_VAULT_KUBERNETES_TOKEN_FILE",
+        ),
         ({"VAULT_ADDR": "ftp://x", "VAULT_TOKEN": "t"}, "MULTICLOUD_STORE_VAULT_URL"),
         (
             {"VAULT_ADDR": "http://x:1", "VAULT_TOKEN": "t", "MULTICLOUD_STORE_VAULT_MOUNT": "a b"},
