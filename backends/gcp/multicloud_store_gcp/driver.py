@@ -421,22 +421,26 @@ class GcpDriver:
                 ) from original
             return self._access(client, newest.name, name)
         # The listing is eventually consistent too; version 1, accessed by number, is read-your-writes.
-        data = self._version_data(client, path, 1, name)
-        if data is not None:
-            return self._access(client, f"{path}/versions/1", name)
+        first = self._version_by_number(client, path, 1, name)
+        if first is not None:
+            return first
         raise self._incomplete(client, path, name) from original
 
-    def _version_data(self, client: Any, path: str, number: int, name: str) -> bytes | None:
-        """The payload of one version, by number (read-your-writes); None when it is missing or not enabled."""
+    def _version_by_number(self, client: Any, path: str, number: int, name: str) -> Any:
+        """Access one version by number (read-your-writes); None when it is missing or not enabled."""
         try:
-            response = client.access_secret_version(
+            return client.access_secret_version(
                 request={"name": f"{path}/versions/{number}"}, retry=self._retry, timeout=self._timeout
             )
         except (gexc.NotFound, gexc.BadRequest):
             return None
         except Exception as exc:
             raise translate(exc, operation="read", name=name) from exc
-        return bytes(response.payload.data)
+
+    def _version_data(self, client: Any, path: str, number: int, name: str) -> bytes | None:
+        """The payload of one version, by number; None when it is missing or not enabled."""
+        response = self._version_by_number(client, path, number, name)
+        return bytes(response.payload.data) if response is not None else None
 
     def _incomplete(self, client: Any, path: str, name: str) -> MultiCloudStoreError:
         """The secret has no version to read: report it with its labels, which tell whose leftover it is."""
@@ -553,7 +557,9 @@ class GcpDriver:
             try:
                 held = self._version_data(client, path, expected, name)
             except MultiCloudStoreError:
-                raise error from exc  # cannot tell: the empty secret stays for the caller's retry to complete
+                if isinstance(error, BackendUnavailableError):
+                    raise error from exc  # cannot tell: the secret stays for the caller's retry to complete
+                held = None  # a definite refusal added nothing, and nothing shows another writer's version
             if held == data:
                 return  # the version was added; only the answer was lost
             if held is None:
