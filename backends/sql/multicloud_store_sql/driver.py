@@ -60,7 +60,7 @@ from multicloud_store.errors import (
     SecretExistsError,
     SecretNotFoundError,
 )
-from multicloud_store.keyfiles import RotationReport
+from multicloud_store.keyfiles import RotationReport, write_key_file
 from multicloud_store.sealing import (
     IntegrityError,
     Keyring,
@@ -602,7 +602,7 @@ class SqlDriver:
         *,
         batch_size: int = 100,
         limit: int | None = None,
-        progress: Callable[[RotationReport], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> RotationReport:
         """Re-seal every row that an older key sealed under the newest key, while others keep using the table.
 
@@ -615,7 +615,7 @@ class SqlDriver:
         Args:
             batch_size: Rows read per query.
             limit: Stop after this many rows (for a rotation spread over several runs).
-            progress: Called with the running report after each batch.
+            progress: Called with (rows done, rows to do) after each batch.
 
         Returns:
             What was done, and what is left.
@@ -625,6 +625,9 @@ class SqlDriver:
         report = RotationReport(newest_id=newest)
         after: str | None = None
         handled = 0
+        total = sum(n for k, n in self.key_usage().items() if k != newest)
+        if limit is not None:
+            total = min(total, limit)
         while limit is None or handled < limit:
             take = batch_size if limit is None else min(batch_size, limit - handled)
             statement = (
@@ -658,7 +661,7 @@ class SqlDriver:
                 else:
                     report.skipped += 1
             if progress is not None:
-                progress(report)
+                progress(handled, max(total, handled))
             if len(rows) < take:
                 break
             after = rows[-1][0]
@@ -666,6 +669,56 @@ class SqlDriver:
         report.remaining = {k: n for k, n in usage.items() if k != newest}
         report.removable = tuple(k for k in self._keyring.ids[1:] if k not in usage)
         return report
+
+    def rotate_keys(
+        self, progress: Callable[[int, int], None] | None = None, *, batch_size: int = 100
+    ) -> RotationReport:
+        """Re-seal every row under the newest key: `rotate` under the name ``multicloud-store rotate-key`` calls.
+
+        Args:
+            progress: Called with (rows done, rows to do) after each batch.
+            batch_size: Rows read per query.
+
+        Returns:
+            What was done, what remains, and which old keys no row uses any more.
+        """
+        return self.rotate(batch_size=batch_size, progress=progress)
+
+    def add_new_key(self, key_id: str | None = None) -> str:
+        """Generate a key and put it in front of the key file (atomic replace, mode 0600); writes then use it.
+
+        The table records the new key's check first, so a crash in between leaves the key file as it was. Only
+        this process (and those reading the same key file) learn the new key: with several replicas, give each
+        the new keyring before rotating.
+
+        Args:
+            key_id: The new key's id (default: ``k<date>-<random>``).
+
+        Returns:
+            The new key's id.
+
+        Raises:
+            ConfigurationError: The keys come from ``MULTICLOUD_STORE_SQL_KEY`` (edit that instead).
+        """
+        if self.settings.key is not None or self.settings.key_file is None:
+            raise ConfigurationError(
+                "the keys come from MULTICLOUD_STORE_SQL_KEY: put a new <id>:<base64> entry in front of it on every "
+                "replica (for example: k2:$(openssl rand -base64 32)), keep the old keys after it, then rotate",
+                variable="MULTICLOUD_STORE_SQL_KEY",
+                backend=BACKEND,
+            )
+        self._ensure_ready()
+        variable = SqlSettings.env_name("key_file")
+        with self._setup_lock:
+            keyring = self._keyring.with_new_key(key_id)
+            check = base64.b64encode(seal_key_check(keyring, keyring.newest_id)).decode()
+            try:
+                self._insert_meta_if_missing(self.engine, _KEY_CHECK_PREFIX + keyring.newest_id, check)
+            except sa_exc.SQLAlchemyError as exc:
+                raise translate(exc, action="add a key", where=self._where, secrets=self._password) from exc
+            write_key_file(self.settings.key_file.expanduser(), keyring, variable=variable)
+            self._keyring = keyring
+        return keyring.newest_id
 
 
 def _fetch_all(statement: Executable) -> Callable[[Connection], Sequence[Any]]:

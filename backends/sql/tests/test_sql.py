@@ -542,6 +542,40 @@ class TestRotation:
         new_only = _store(make_driver(any_url, table=table, key=both.without(["k-old"]).dumps()))
         assert [new_only.get_secret_values(sid) for sid in ids] == [{"n": str(n)} for n in range(12)]
 
+    def test_cli_rotate_key_with_a_key_file(self, sqlite_url: str, tmp_path: Path) -> None:
+        from multicloud_store.cli import main
+
+        key_file = tmp_path / "keys"
+        key_file.write_text(Keyring.generate("k-old").dumps())
+        key_file.chmod(0o600)
+        environ = {
+            "MULTICLOUD_STORE_BACKEND": "sql",
+            "MULTICLOUD_STORE_SQL_URL": sqlite_url,
+            "MULTICLOUD_STORE_SQL_KEY_FILE": str(key_file),
+            "MULTICLOUD_STORE_SQL_TABLE": unique_table_name(),
+        }
+        store = SecretsStore.from_env(environ)
+        ids = [uuid.uuid4() for _ in range(3)]
+        for sid in ids:
+            store.store_secret_values(sid, {"v": str(sid)})
+        store.close()
+        out = io.StringIO()
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in environ.items():
+                patch.setenv(name, value)
+            assert main(["rotate-key", "--new", "--key-id", "k-new", "--no-progress"], stdout=out) == 0
+        assert "every row is under key k-new" in out.getvalue()
+        assert Keyring.parse(key_file.read_text()).ids == ("k-new", "k-old")
+        assert oct(key_file.stat().st_mode & 0o777) == "0o600"
+        store = SecretsStore.from_env(environ)
+        assert isinstance(store.driver, SqlDriver)
+        assert store.driver.key_usage() == {"k-new": 3}
+        assert [store.get_secret_values(sid) for sid in ids] == [{"v": str(sid)} for sid in ids]
+        store.close()
+        with pytest.raises(ConfigurationError) as info:
+            SqlDriver(SqlSettings(url=sqlite_url, key=Keyring.generate().dumps())).add_new_key()
+        assert info.value.variable == "MULTICLOUD_STORE_SQL_KEY"
+
     def test_rotate_leaves_rows_changed_meanwhile(self, postgres_url: str, make_driver: MakeDriver) -> None:
         table = unique_table_name()
         old = Keyring.generate("k-old")
