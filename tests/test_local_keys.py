@@ -152,9 +152,7 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o644  # reported, not changed behind the user's back
 
 
-def test_database_files_are_tightened_to_0600_with_one_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_database_files_are_tightened_to_0600_with_one_warning(tmp_path: Path) -> None:
     database = tmp_path / "secrets.db"
     store = make(database)
     sid = uuid.uuid4()
@@ -164,17 +162,28 @@ def test_database_files_are_tightened_to_0600_with_one_warning(
     for path in paths:
         if path.exists():
             path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="multicloud_store"):
+    records: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Collect(logging.WARNING)
+    library = logging.getLogger("multicloud_store")
+    library.addHandler(handler)  # on the library logger itself: counted whatever propagation is set to
+    try:
         for _ in range(2):
             store = make(database)
             assert store.get_secret_values(sid) == {"a": "b"}
             store.close()
+    finally:
+        library.removeHandler(handler)
     for path in paths:
         if path.exists():
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
-    warnings = [r for r in caplog.records if "0600" in r.getMessage()]
-    assert len(warnings) == 1
-    assert str(database) in warnings[0].getMessage()
+    warnings = [r.getMessage() for r in records if "0600" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert str(database) in warnings[0]
 
 
 def test_wrong_key_error_does_not_echo_the_key(tmp_path: Path, random_key: str) -> None:
