@@ -276,6 +276,71 @@ class TestFailures:
             nobody.get_secret_values(sid)
         assert owner.get_secret_values(sid) == {"v": "1"}
 
+    def test_postgres_least_privilege_grants_of_the_docs(
+        self, postgres: PostgresServer | None, make_driver: MakeDriver
+    ) -> None:
+        """The tables made by their owner; the application role has exactly the grants docs/backends/sql.md lists."""
+        if postgres is None:
+            pytest.skip("needs the tests' own PostgreSQL server")
+        database = "least_" + uuid.uuid4().hex[:8]
+        postgres.execute(f"CREATE DATABASE {database}")
+        make_driver(postgres.url(database)).health_check()  # the owner creates the tables
+        role = f"app_{database}"
+        postgres.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'app-pw'")
+        postgres.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON multicloud_store_secrets TO {role}", database
+        )
+        postgres.execute(f"GRANT SELECT, INSERT ON multicloud_store_secrets_meta TO {role}", database)
+        app = _store(make_driver(postgres.url(database, user=role, password="app-pw")))
+        sid = uuid.uuid4()
+        app.store_secret_values(sid, {"v": "1"})
+        app.update_secret_values(sid, {"v": "2"})
+        assert app.get_secret_values(sid) == {"v": "2"}
+        assert list(app.list_secret_ids()) == [sid]
+        app.delete_secret_values(sid)
+        assert not app.secret_exists(sid)
+
+    def test_postgres_database_owner_sets_up_the_tables(
+        self, postgres: PostgresServer | None, make_driver: MakeDriver
+    ) -> None:
+        """PostgreSQL 15 took CREATE on schema public from PUBLIC; the database's owner may still create tables."""
+        if postgres is None:
+            pytest.skip("needs the tests' own PostgreSQL server")
+        database = "owned_" + uuid.uuid4().hex[:8]
+        role = f"owner_{database}"
+        postgres.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'own-pw'")
+        postgres.execute(f"CREATE DATABASE {database} OWNER {role}")
+        store = _store(make_driver(postgres.url(database, user=role, password="own-pw")))
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        assert store.get_secret_values(sid) == {"v": "1"}
+
+    def test_mariadb_least_privilege_grants_of_the_docs(
+        self, mariadb: MariaDBServer | None, make_driver: MakeDriver
+    ) -> None:
+        if mariadb is None:
+            pytest.skip("needs the tests' own MariaDB server")
+        url = mariadb.create_database()
+        database = url.rsplit("/", 1)[1]
+        make_driver(url).health_check()
+        user = f"app_{database}"
+        mariadb.execute(f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'app-pw'", None)
+        mariadb.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON {database}.multicloud_store_secrets TO '{user}'@'127.0.0.1'",
+            None,
+        )
+        mariadb.execute(
+            f"GRANT SELECT, INSERT ON {database}.multicloud_store_secrets_meta TO '{user}'@'127.0.0.1'", None
+        )
+        app = _store(make_driver(mariadb.url(database, user=user, password="app-pw")))
+        sid = uuid.uuid4()
+        app.store_secret_values(sid, {"v": "1"})
+        app.update_secret_values(sid, {"v": "2"})
+        assert app.get_secret_values(sid) == {"v": "2"}
+        assert list(app.list_secret_ids()) == [sid]
+        app.delete_secret_values(sid)
+        assert not app.secret_exists(sid)
+
     def test_mariadb_grants(self, mariadb: MariaDBServer | None, make_driver: MakeDriver) -> None:
         if mariadb is None:
             pytest.skip("needs the tests' own MariaDB server")
