@@ -56,22 +56,30 @@ _LIVE_VERSIONS = "state:ENABLED OR state:DISABLED"
 _LIST_PAGE_SIZE = 100
 
 # The client library logs request and response bodies (secret values) at DEBUG once its "google" loggers are
-# enabled; these are the loggers that do it.
-_SDK_LOGGERS = tuple(
-    f"google.cloud.secretmanager_v1.services.secret_manager_service.{module}"
-    for module in ("client", "transports.grpc", "transports.rest")
+# enabled; these are the loggers that do it. google-auth's REST session logs its requests too ("body", and
+# response bodies): today it cannot parse the transport's text bodies, but nothing promises that it never will.
+_SDK_LOGGERS = (
+    *(
+        f"google.cloud.secretmanager_v1.services.secret_manager_service.{module}"
+        for module in ("client", "transports.grpc", "transports.rest")
+    ),
+    "google.auth.transport.requests",
 )
 _REDACTED = "<redacted by multicloud-store>"
+_BODY_KEYS = ("payload", "body")
 
 
 class _PayloadScrubber(logging.Filter):
-    """Replace the bodies the client library attaches to its DEBUG records; keep everything else."""
+    """Replace the bodies the client libraries attach to their DEBUG records; keep everything else."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         for attribute in ("httpRequest", "httpResponse", "request", "response"):
             value = record.__dict__.get(attribute)
-            if isinstance(value, dict) and "payload" in value:
-                record.__dict__[attribute] = {**value, "payload": _REDACTED}
+            if isinstance(value, dict) and any(key in value for key in _BODY_KEYS):
+                record.__dict__[attribute] = {
+                    **value,
+                    **{key: _REDACTED for key in _BODY_KEYS if key in value},
+                }
         return True
 
 

@@ -826,6 +826,12 @@ def test_sdk_debug_logs_carry_no_payload(emulator: SecretManagerEmulator, transp
     ]
     assert bodies  # the library did log bodies...
     assert set(bodies) == {"<redacted by multicloud-store>"}  # ...and none reached a handler
+    # google-auth's REST session logs its request bodies under another key: scrubbed as well.
+    auth_bodies = [
+        r.__dict__["httpRequest"].get("body") for r in records if r.name == "google.auth.transport.requests"
+    ]
+    assert set(auth_bodies) <= {"<redacted by multicloud-store>"}
+    assert auth_bodies or transport == "grpc"
     assert not [r for r in records if SENTINEL in str(r.__dict__)]
 
 
