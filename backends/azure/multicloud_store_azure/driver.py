@@ -45,7 +45,14 @@ from multicloud_store.errors import (
     SecretStateError,
 )
 from multicloud_store.settings import EnvSettings
-from multicloud_store_azure.errors import DELETED_BUT_RECOVERABLE, credentials_error, error_codes, translate
+from multicloud_store_azure import _redact
+from multicloud_store_azure.errors import (
+    DELETED_BUT_RECOVERABLE,
+    credentials_error,
+    error_codes,
+    malformed_header,
+    translate,
+)
 from multicloud_store_azure.settings import AzureSettings
 
 __all__ = ["AzureDriver", "build_credential", "client_options", "create_client"]
@@ -120,6 +127,12 @@ class _BoundedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
     azure-core sleeps for whatever ``Retry-After`` says; a throttled vault asking for minutes would hang a
     server's request that long. Such a response is returned at once and becomes `BackendUnavailableError`.
     """
+
+    def increment(self, settings: dict[str, Any], response: Any = None, error: Any = None) -> bool:
+        """Count an attempt; never retry a request whose header a malformed credential broke."""
+        if error is not None and malformed_header(error):
+            return False
+        return bool(super().increment(settings, response=response, error=error))
 
     def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
         """Tell whether to retry this response; see `RetryPolicy.is_retry`."""
@@ -339,8 +352,16 @@ class AzureDriver:
         self._credential: Any = None
         self._lock = threading.Lock()
         self._closed = False
+        self._ready = False
         self._create_locks = _NameLocks()
         self._purge_refusal_reported = False
+        # Masked wherever they turn up: SDK log records, tracebacks, error messages.
+        _redact.register(
+            *(
+                secret.get_secret_value() if secret is not None else None
+                for secret in (self.settings.access_token, self.settings.client_secret)
+            )
+        )
 
     def __repr__(self) -> str:
         return (
@@ -365,15 +386,18 @@ class AzureDriver:
 
     def _connect(self) -> Any:
         client = self._client
-        if client is not None:
+        if client is not None and self._ready:
             return client
         with self._lock:
             if self._closed:
                 raise BackendError("this Azure Key Vault driver is closed", backend=_BACKEND)
+            # Before the first request: the SDK's loggers get the credential filter (an injected client too).
+            _redact.install()
             if self._client is None:
                 credential = build_credential(self.settings)
                 self._client = create_client(self.settings, credential=credential)
                 self._credential = credential
+            self._ready = True
             return self._client
 
     def _wait_until(self, probe: Callable[[], bool]) -> bool:

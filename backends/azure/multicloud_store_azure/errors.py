@@ -35,6 +35,7 @@ from multicloud_store.errors import (
     SecretNotFoundError,
     SecretStateError,
 )
+from multicloud_store_azure._redact import redact
 
 __all__ = [
     "DELETED_BUT_RECOVERABLE",
@@ -42,6 +43,7 @@ __all__ = [
     "credentials_error",
     "error_codes",
     "is_disabled_or_expired",
+    "malformed_header",
     "translate",
 ]
 
@@ -133,7 +135,8 @@ def _sdk_message(exc: BaseException) -> str:
         message = getattr(exc, "message", None)
     text = message if isinstance(message, str) and message else str(exc) or type(exc).__name__
     # One line, bounded: the SDK's messages repeat the whole error body.
-    text = " ".join(text.split())
+    # Never a credential: an SDK message may quote a header (requests does, for a value it refuses).
+    text = redact(" ".join(text.split()))
     return text if len(text) <= 400 else text[:400] + "..."
 
 
@@ -146,6 +149,35 @@ def _tls_failure(exc: BaseException) -> bool:
         if isinstance(current, ssl.SSLCertVerificationError):
             return True
         if "CERTIFICATE_VERIFY_FAILED" in str(current):
+            return True
+        inner = getattr(current, "inner_exception", None)
+        current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
+    return False
+
+
+def malformed_header(exc: BaseException) -> bool:
+    """Tell whether a request failed because a header could not be built, which only a bad credential causes.
+
+    requests refuses a header value with a line break or surrounding whitespace (``InvalidHeader``), http.client
+    one with characters it cannot encode; azure-core wraps either as a `ServiceRequestError` or
+    `ServiceResponseError`, which would otherwise be retried and reported as "unavailable".
+
+    Args:
+        exc: An exception raised by the client or the transport.
+
+    Returns:
+        True when the chain of causes holds such an error.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        if kind.__name__ in ("InvalidHeader", "InvalidHeaderValue") or (
+            isinstance(current, (UnicodeEncodeError, ValueError))
+            and "header" in str(current).lower()
+            and not isinstance(current, AzureError)
+        ):
             return True
         inner = getattr(current, "inner_exception", None)
         current = inner if isinstance(inner, BaseException) else (current.__cause__ or current.__context__)
@@ -206,6 +238,13 @@ def translate(exc: BaseException, *, operation: str, name: str | None = None) ->
     what = f"{operation} of secret {name!r}" if name else operation
     if _is_unavailable_credential(exc):
         return credentials_error(exc)
+    if malformed_header(exc):
+        return ConfigurationError(
+            f"{_SERVICE}: {what} failed: a credential is malformed (no HTTP header can carry it); check "
+            "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN or the credential MULTICLOUD_STORE_AZURE_CREDENTIAL chooses",
+            variable="MULTICLOUD_STORE_AZURE_CREDENTIAL",
+            backend=_BACKEND,
+        )
     state = is_disabled_or_expired(exc)
     if state is not None:
         subject = f"secret {name!r}" if name else "the secret"

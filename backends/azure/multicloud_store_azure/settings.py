@@ -29,6 +29,9 @@ _VAULT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]$")
 _VAULT_URL_RE = re.compile(r"^https://(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?/?$")
 _DNS_SUFFIX_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
 _GUID_OR_DOMAIN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# RFC 6750's b64token: what a bearer token may contain (JWTs from Entra ID are a subset).
+_BEARER_TOKEN_RE = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 _AUTHORITY_RE = re.compile(r"^(?:https://)?[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?$")
 
 # In ``auto`` mode, the setting that is present decides the credential (checked in this order).
@@ -134,10 +137,29 @@ class AzureSettings(EnvSettings):
 
     @field_validator("client_secret", "access_token", mode="before")
     @classmethod
-    def _blank_secret_is_unset(cls, value: object) -> object:
-        # An empty variable (a template left unfilled) means "not set", not an empty credential.
-        if isinstance(value, str) and not value.strip():
-            return None
+    def _clean_secret(cls, value: object) -> object:
+        # Surrounding whitespace is never part of a credential: a Kubernetes secret made from a file ends with
+        # a newline. An empty variable (a template left unfilled) means "not set", not an empty credential.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                return None
+            # The messages below never include the value: it is a credential.
+            if _CONTROL_RE.search(value):
+                raise ValueError(
+                    "contains a control character (a line break, a tab, ...); it cannot be a credential"
+                )
+        return value
+
+    @field_validator("access_token")
+    @classmethod
+    def _bearer_token_ok(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BEARER_TOKEN_RE.fullmatch(value.get_secret_value()):
+            raise ValueError(
+                "is not a bearer token (RFC 6750: letters, digits and -._~+/, then optional '=' padding)"
+            )
         return value
 
     @field_validator("credential", mode="before")

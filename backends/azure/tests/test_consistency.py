@@ -7,7 +7,9 @@ what the real service does: `KeyVaultEmulator.interleave` (concurrent writers me
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,12 +20,14 @@ from typing import Any
 
 import pytest
 from azure.keyvault.secrets import SecretClient
+from conftest import inprocess_settings
 
-from multicloud_store.errors import SecretExistsError
+from multicloud_store.errors import ConfigurationError, SecretExistsError
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
-from multicloud_store_azure.driver import WRITER_TAG, AzureDriver
-from multicloud_store_azure.testing import KeyVaultEmulator
+from multicloud_store_azure.driver import WRITER_TAG, AzureDriver, client_options, create_client
+from multicloud_store_azure.settings import AzureSettings
+from multicloud_store_azure.testing import KeyVaultEmulator, StaticTokenCredential
 
 PUT = "PUT /secrets/{name}"
 CHECK = "GET /secrets/{name}/versions"
@@ -216,3 +220,111 @@ def test_two_processes_racing_for_150_ids(
     # Exactly one success per id, never two, never none; and the values left are the reported winner's.
     assert not doubles, f"{len(doubles)} of {len(ids)} ids without exactly one winner, e.g. {doubles[:3]}"
     assert not wrong_values, f"{len(wrong_values)} of {len(ids)} ids hold another writer's values"
+
+
+# -- 8. credentials: stripped, refused when malformed, never echoed -------------------------------------------
+
+SENTINEL = "sentinel-credential-must-never-leak-93b2"
+
+
+def test_a_credential_read_from_a_file_loses_its_trailing_newline(
+    https_env: Callable[..., dict[str, str]],
+) -> None:
+    # A Kubernetes secret made with --from-file keeps the file's final newline.
+    store = SecretsStore.from_env(https_env(MULTICLOUD_STORE_AZURE_ACCESS_TOKEN=" emulator-token\n"))
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    assert store.get_secret_values(sid) == {"v": "1"}
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MULTICLOUD_STORE_AZURE_ACCESS_TOKEN", f"{SENTINEL}\n{SENTINEL}"),
+        ("MULTICLOUD_STORE_AZURE_ACCESS_TOKEN", f"{SENTINEL}\x07"),
+        ("MULTICLOUD_STORE_AZURE_ACCESS_TOKEN", f"{SENTINEL} {SENTINEL}"),  # not a bearer token
+        ("MULTICLOUD_STORE_AZURE_CLIENT_SECRET", f"{SENTINEL}\r\n{SENTINEL}"),
+    ],
+)
+def test_a_malformed_credential_is_refused_naming_the_variable_never_the_value(
+    https_env: Callable[..., dict[str, str]], variable: str, value: str
+) -> None:
+    env = https_env(**{variable: value})
+    if variable.endswith("CLIENT_SECRET"):
+        del env["MULTICLOUD_STORE_AZURE_ACCESS_TOKEN"]
+        env.update(MULTICLOUD_STORE_AZURE_CLIENT_ID="app", MULTICLOUD_STORE_AZURE_TENANT_ID="tenant")
+    with pytest.raises(ConfigurationError) as info:
+        SecretsStore.from_env(env)
+    assert info.value.variable == variable
+    assert variable in str(info.value)
+    assert SENTINEL not in str(info.value) and SENTINEL not in repr(info.value)
+
+
+def test_cli_never_prints_a_malformed_token_nor_calls_it_unavailable(
+    https_env: Callable[..., dict[str, str]],
+) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MULTICLOUD_STORE_")}
+    env.update(https_env(MULTICLOUD_STORE_AZURE_ACCESS_TOKEN=f"{SENTINEL}\n{SENTINEL}\n"))
+    result = subprocess.run(
+        [sys.executable, "-m", "multicloud_store.cli", "get", str(uuid.uuid4())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert SENTINEL not in result.stdout + result.stderr
+    assert "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN" in result.stderr
+    assert result.returncode not in (0, 6)  # a configuration error, not "unavailable"
+
+
+def test_a_token_no_header_can_carry_is_a_configuration_error_at_once(
+    emulator: KeyVaultEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A credential of the caller's own making (here: a static one) hands out a token with a line break.
+    caplog.set_level(logging.DEBUG)
+    settings = inprocess_settings(vault_url=emulator.vault_url, ca_bundle=emulator.ca_cert_path)
+    client = SecretClient(
+        emulator.vault_url,
+        StaticTokenCredential(f"{SENTINEL}\n"),
+        **client_options(settings),  # the CA bundle, the retries
+    )
+    store = _store(AzureDriver(settings, client=client))
+    with pytest.raises(ConfigurationError) as info:
+        store.get_secret_values(uuid.uuid4())
+    assert SENTINEL not in str(info.value)
+    # Refused before it left the process, and not retried: at most the token-less challenge was served (the SDK
+    # caches a vault's challenge per process, so an earlier test may have spared it).
+    assert emulator.calls in ([], ["GET /secrets/{name}"])
+    assert SENTINEL not in caplog.text
+    client.close()
+
+
+def test_sdk_logs_never_show_a_credential_tracebacks_included(
+    https_env: Callable[..., dict[str, str]], emulator: KeyVaultEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator.token = SENTINEL
+    caplog.set_level(logging.DEBUG)
+    settings = AzureSettings.from_environ(https_env(MULTICLOUD_STORE_AZURE_ACCESS_TOKEN=SENTINEL))
+    # The network trace (logging_enable) prints every header, Authorization included, unless filtered.
+    client = create_client(settings, logging_enable=True)
+    store = _store(AzureDriver(settings, client=client))
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    assert store.get_secret_values(sid) == {"v": "1"}
+    assert "Authorization" in caplog.text  # the trace was on
+    # A record with a traceback whose text holds the token, on an SDK logger.
+    try:
+        raise ValueError(
+            f"Invalid return character or leading space in header: Authorization: Bearer {SENTINEL}"
+        )
+    except ValueError:
+        logging.getLogger("urllib3.connectionpool").debug("request failed", exc_info=True)
+        logging.getLogger("azure.core.pipeline.policies._retry").warning("retrying", exc_info=True)
+    assert "request failed" in caplog.text
+    handler = logging.StreamHandler(io.StringIO())
+    for record in caplog.records:
+        assert SENTINEL not in handler.format(record)
+    assert SENTINEL not in caplog.text
+    client.close()
