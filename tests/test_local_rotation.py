@@ -286,3 +286,25 @@ def test_rotate_while_four_processes_read_and_write(tmp_path: Path) -> None:
     for sid in names:
         assert store.get_secret_values(sid)["sid"] == str(sid)
     store.close()
+
+
+def test_a_row_written_without_a_key_id_by_an_older_version_still_reads(tmp_path: Path) -> None:
+    database = tmp_path / "secrets.db"
+    store = make(database)
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    store.close()
+    # What an older version writes into an upgraded file: its INSERT names no key_id, so the column default ('').
+    connection = sqlite3.connect(database)
+    connection.execute("UPDATE secrets SET key_id = ''")
+    connection.commit()
+    connection.close()
+    store = make(database)
+    assert store.get_secret_values(sid) == {"v": "1"}
+    driver = store.driver
+    assert isinstance(driver, LocalDriver)
+    report = driver.rotate_keys()
+    assert report.rewritten == 1 and report.complete
+    newest = driver.key_ids()[0]
+    store.close()
+    assert set(key_ids_of_rows(database).values()) == {newest}

@@ -594,6 +594,8 @@ class LocalDriver:
             try:
                 return keyring.open_parts(key_id, nonce, ciphertext, aad).decode("utf-8")
             except UnknownKeyError:
+                if not key_id:
+                    return _open_unlabelled(keyring, nonce, ciphertext, aad).decode("utf-8")
                 keyring = self._reload_keys(key_id)
             return keyring.open_parts(key_id, nonce, ciphertext, aad).decode("utf-8")
         except (IntegrityError, UnicodeDecodeError):
@@ -861,7 +863,10 @@ class LocalDriver:
                 for name, key_id, nonce, ciphertext, labels_text in rows:
                     aad = _aad(name, labels_text)
                     try:
-                        plaintext = keyring.open(Sealed(key_id, nonce, ciphertext), aad)
+                        if key_id:
+                            plaintext = keyring.open_parts(key_id, nonce, ciphertext, aad)
+                        else:
+                            plaintext = _open_unlabelled(keyring, nonce, ciphertext, aad)
                     except (UnknownKeyError, IntegrityError):
                         report.failed += 1
                         continue
@@ -890,6 +895,16 @@ class LocalDriver:
         result = self._with_connection(rotate)
         assert isinstance(result, RotationReport)
         return result
+
+
+def _open_unlabelled(keyring: Keyring, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    """Open a row without a key id: one written into an upgraded file by an older version, with its one key."""
+    for key_id in keyring.ids:
+        try:
+            return keyring.open_parts(key_id, nonce, ciphertext, aad)
+        except IntegrityError:
+            continue
+    raise IntegrityError("no configured key opens the row")
 
 
 def _aad(name: str, labels_text: str) -> bytes:
