@@ -55,7 +55,14 @@ from multicloud_store_azure.errors import (
 )
 from multicloud_store_azure.settings import AzureSettings
 
-__all__ = ["AzureDriver", "build_credential", "client_options", "create_client"]
+__all__ = [
+    "WRITER_TAG",
+    "AzureDriver",
+    "build_credential",
+    "client_options",
+    "create_client",
+    "pooled_transport",
+]
 
 logger = logging.getLogger("multicloud_store.azure")
 
@@ -314,8 +321,44 @@ def create_client(settings: AzureSettings, *, credential: Any = None, **kwargs: 
     if credential is None:
         credential = build_credential(settings)
     options = client_options(settings)
+    if "transport" not in kwargs:
+        options["transport"] = pooled_transport(settings)
     options.update(kwargs)
     return SecretClient(settings.resolved_vault_url(), credential, **options)
+
+
+def pooled_transport(settings: AzureSettings) -> Any:
+    """Build azure-core's requests transport with a connection pool sized for the store's threads.
+
+    azure-core mounts requests' default adapter, whose pool keeps 10 connections per host: a store shared by
+    more threads opens a new TCP and TLS connection for every call beyond that and discards it afterwards,
+    logging "Connection pool is full, discarding connection" each time.
+
+    Args:
+        settings: The backend's settings (`AzureSettings.pool_size`).
+
+    Returns:
+        A ``RequestsTransport`` that owns (and closes) its session.
+    """
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    # As azure-core's own adapter: its retry policy retries, so urllib3 must not.
+    adapter = requests.adapters.HTTPAdapter(
+        pool_maxsize=settings.pool_size(),
+        max_retries=Retry(total=False, redirect=False, raise_on_status=False),
+    )
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, adapter)
+    # The connection settings a client would otherwise hand to the transport it builds.
+    connection = {
+        key: value
+        for key, value in client_options(settings).items()
+        if key in ("connection_timeout", "read_timeout", "connection_verify")
+    }
+    return RequestsTransport(session=session, session_owner=True, **connection)
 
 
 class AzureDriver:

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal, NoReturn
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
@@ -81,6 +81,10 @@ class AzureSettings(EnvSettings):
         connection_timeout: Seconds to establish a connection.
         read_timeout: Seconds to wait for a response (azure-core's default, 300 s, is too long for a secret).
         operation_timeout: Seconds to wait for Key Vault to finish a deletion, purge or recovery.
+        max_connections: Connections kept open to the vault, at most (the HTTP connection pool's size). Unset:
+            ``MULTICLOUD_STORE_MAX_WORKERS`` (at least 10, the SDK's default), so that a store shared by that many
+            threads reuses its connections instead of opening and discarding one per call.
+        store_max_workers: ``MULTICLOUD_STORE_MAX_WORKERS``, read for the pool's default size.
         clock_skew: Whole seconds by which the vault's clocks (the one stamping versions' creation times and the
             one writing ``Date`` headers) may disagree. A create waits until the second of its version is this
             much past on the service's clock (docs/backends/azure.md, "Concurrent creates"); 0 suits an emulator,
@@ -114,6 +118,14 @@ class AzureSettings(EnvSettings):
     read_timeout: float = Field(default=10.0, gt=0, le=600)
     operation_timeout: float = Field(default=60.0, gt=0, le=3600)
     clock_skew: int = Field(default=1, ge=0, le=30)
+    max_connections: int | None = Field(default=None, ge=1, le=1000)
+    # The store's own MULTICLOUD_STORE_MAX_WORKERS (read here too, without the prefix): the default pool size.
+    store_max_workers: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("MULTICLOUD_STORE_MAX_WORKERS", "store_max_workers"),
+    )
 
     # -- single fields ------------------------------------------------------------------------------------
 
@@ -247,6 +259,14 @@ class AzureSettings(EnvSettings):
         if self.vault_url is not None:
             return self.vault_url
         return f"https://{self.vault_name}.{self.vault_dns_suffix}"
+
+    def pool_size(self) -> int:
+        """Return the size of the HTTP connection pool: ``max_connections``, else the store's worker count.
+
+        Returns:
+            At least 10, azure-core's own default.
+        """
+        return self.max_connections or max(10, self.store_max_workers)
 
     def resolved_credential(self) -> CredentialKind:
         """Decide which credential to build; ``auto`` becomes the one the other settings point at.

@@ -328,3 +328,47 @@ def test_sdk_logs_never_show_a_credential_tracebacks_included(
         assert SENTINEL not in handler.format(record)
     assert SENTINEL not in caplog.text
     client.close()
+
+
+# -- 9. the connection pool is sized for the store's threads ----------------------------------------------------
+
+
+def test_a_store_shared_by_16_threads_reuses_its_connections(
+    https_env: Callable[..., dict[str, str]], emulator: KeyVaultEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="urllib3.connectionpool")
+    store = SecretsStore.from_env(https_env(MULTICLOUD_STORE_MAX_WORKERS="16"))
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    emulator.latency = 0.05  # every thread holds its connection at the same time
+    start = threading.Barrier(16)
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            start.wait(timeout=60)
+            for _ in range(5):
+                assert store.get_secret_values(sid) == {"v": "1"}
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    store.close()
+    assert failures == []
+    assert not [r for r in caplog.records if "Connection pool is full" in r.getMessage()]
+
+
+def test_the_pool_size_follows_the_settings() -> None:
+    base = {
+        "MULTICLOUD_STORE_AZURE_VAULT_URL": "https://v.vault.azure.net",
+        "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN": "t",
+    }
+    assert AzureSettings.from_environ(base).pool_size() == 10
+    assert AzureSettings.from_environ({**base, "MULTICLOUD_STORE_MAX_WORKERS": "32"}).pool_size() == 32
+    assert (
+        AzureSettings.from_environ({**base, "MULTICLOUD_STORE_AZURE_MAX_CONNECTIONS": "4"}).pool_size() == 4
+    )
