@@ -262,6 +262,43 @@ def start_server(name: str, latency: float = 0.0) -> tuple[Backend, Callable[[],
             notes="OpenBao dev server process over HTTP; raw = hvac kv.v2.read_secret_version",
         )
         return backend, bao.stop
+    elif name == "sql":
+        from sqlalchemy import create_engine, text
+
+        from multicloud_store.sealing import Keyring
+        from multicloud_store_sql.testing import PostgresServer
+
+        postgres = PostgresServer().start()  # its own process: a throwaway PostgreSQL 15 cluster
+        url = postgres.create_database()
+        keyring = Keyring.generate("bench")
+        # The raw side: SQLAlchemy Core on a pooled engine with pre-ping (as the driver's), the same row, then
+        # the AES-GCM open and json.loads the driver and the dispatcher do.
+        engine = create_engine(url, pool_pre_ping=True)
+        query = text(
+            "SELECT key_id, nonce, ciphertext, labels FROM multicloud_store_secrets WHERE name = :name"
+        )
+
+        def sql_raw(secret: str) -> Any:
+            with engine.connect() as connection:
+                key_id, nonce, ciphertext, labels = connection.execute(query, {"name": secret}).one()
+            aad = secret.encode() + b"\x00" + labels.encode()
+            return json.loads(keyring.open_parts(key_id, nonce, ciphertext, aad))
+
+        def stop_sql() -> None:
+            engine.dispose()
+            postgres.stop()
+
+        backend = Backend(
+            "sql",
+            {
+                "MULTICLOUD_STORE_BACKEND": "sql",
+                "MULTICLOUD_STORE_SQL_URL": url,
+                "MULTICLOUD_STORE_SQL_KEY": keyring.dumps(),
+            },
+            sql_raw,
+            notes="PostgreSQL 15 server process over TCP (psycopg 3); raw = SQLAlchemy Core SELECT + AES-GCM open",
+        )
+        return backend, stop_sql
     else:
         raise ValueError(name)
 
@@ -294,7 +331,7 @@ def backends(tmp: Path, wanted: set[str]) -> Iterator[list[Backend]]:
                     notes="raw = SQLite SELECT + AES-GCM decrypt (the driver's read)",
                 )
             )
-        for name in ("aws", "gcp", "azure", "vault"):
+        for name in ("aws", "gcp", "azure", "vault", "sql"):
             if name in wanted:
                 backend, stop = start_server(name)
                 stack.append(stop)
@@ -466,14 +503,15 @@ def bench_get_many(found: list[Backend], report: Report, latencies: tuple[float,
         (b, latency)
         for b in found
         if b.name != "local"
-        for latency in (latencies if b.name not in ("aws", "vault") else (0.0,))
+        for latency in (latencies if b.name not in ("aws", "vault", "sql") else (0.0,))
     ]
     for existing, latency in runs:
         if existing.name == "local":
             continue
         # GCP and Azure: a fresh server process with the injected latency; AWS: the same moto server.
         # vault: the same OpenBao server too (it has no latency injection).
-        reuse = existing.name in ("aws", "vault")
+        # sql: the same PostgreSQL server (a real server over TCP; no latency injection).
+        reuse = existing.name in ("aws", "vault", "sql")
         backend, stop = (existing, None) if reuse else start_server(existing.name, latency)
         store = store_for(backend)
         ids = [uuid.uuid4() for _ in range(100)]
@@ -491,7 +529,9 @@ def bench_get_many(found: list[Backend], report: Report, latencies: tuple[float,
             assert all(o.status == "ok" for o in outcomes.values())
         speedup = statistics.median(singles) / statistics.median(batch)
         how = "BatchGetSecretValue, 20 per call" if backend.name == "aws" else "thread pool (8 workers)"
-        extra = "" if backend.name == "aws" else f" + {latency * 1000:.0f} ms injected latency"
+        if backend.name == "sql":
+            how = "SELECT ... WHERE name IN (...), 100 per statement"
+        extra = "" if backend.name in ("aws", "sql") else f" + {latency * 1000:.0f} ms injected latency"
         rows.append(
             [
                 backend.name,
@@ -521,6 +561,7 @@ COLD_SDK = {
     "aws": "boto3",
     "gcp": "google.cloud.secretmanager",
     "azure": "azure.keyvault.secrets",
+    "sql": "sqlalchemy",
 }
 
 
@@ -657,7 +698,7 @@ def _versions() -> str:
         "grpcio",
         "azure-keyvault-secrets",
     ]
-    names += ["azure-core", "zenml", "pydantic-settings", "cryptography"]
+    names += ["azure-core", "zenml", "pydantic-settings", "cryptography", "sqlalchemy", "psycopg"]
     found = []
     for name in names:
         try:
@@ -670,7 +711,7 @@ def _versions() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer iterations, for a smoke run")
-    parser.add_argument("--only", nargs="*", default=["local", "aws", "gcp", "azure", "vault"])
+    parser.add_argument("--only", nargs="*", default=["local", "aws", "gcp", "azure", "vault", "sql"])
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
     n = 50 if args.quick else 500
