@@ -3,7 +3,8 @@
 Each block runs on its own, in a fresh interpreter, in an empty temporary directory, with the embedded ``local``
 backend's file (and ``HOME``) inside that directory. A block that defines pytest tests (``import pytest`` and a
 ``def test_``) is run with pytest instead. A block that cannot run here says so just above its fence with
-``<!-- no-run: why -->``; those are counted, and kept few.
+``<!-- no-run: why -->``; those are counted, and kept few. A block marked ``<!-- continues: the block above -->``
+runs after the page's previous python block, as a reader pastes them one after the other.
 
 ``nox -s docs`` runs this with every backend package installed (a block about a cloud backend imports it).
 """
@@ -11,10 +12,13 @@ backend's file (and ``HOME``) inside that directory. A block that defines pytest
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 NO_RUN = re.compile(r"<!--\s*no-run:\s*(?P<why>.+?)\s*-->")
+# A block that goes on from the previous python block of its page: run after it, as a reader pastes them.
+CONTINUES = re.compile(r"<!--\s*continues\b[^>]*-->")
 MAX_NO_RUN = 3
 
 pytestmark = pytest.mark.timeout(300)
@@ -34,6 +40,7 @@ class Block:
     lineno: int  # the line of the opening fence
     code: str
     no_run: str | None  # the reason, when marked
+    setup: str = ""  # the previous blocks this one continues
 
     def __str__(self) -> str:
         return f"{self.page}:{self.lineno}"
@@ -43,6 +50,7 @@ def python_blocks() -> list[Block]:
     blocks = []
     for page in PAGES:
         lines = page.read_text(encoding="utf-8").splitlines()
+        page_blocks: list[Block] = []
         index = 0
         while index < len(lines):
             opening = lines[index].strip()
@@ -54,15 +62,18 @@ def python_blocks() -> list[Block]:
             while end < len(lines) and lines[end].strip() != fence:
                 end += 1
             if opening[len(fence) :].strip().split(" ")[0] == "python":
-                marker = None
+                marker, setup = None, ""
                 before = index - 1
                 while before >= 0 and not lines[before].strip():
                     before -= 1
                 if before >= 0 and (found := NO_RUN.search(lines[before])):
                     marker = found["why"]
+                if before >= 0 and CONTINUES.search(lines[before]) and page_blocks:
+                    setup = page_blocks[-1].setup + page_blocks[-1].code
                 code = textwrap.dedent("\n".join(lines[index + 1 : end]))
-                blocks.append(Block(str(page.relative_to(ROOT)), index + 1, code + "\n", marker))
+                page_blocks.append(Block(str(page.relative_to(ROOT)), index + 1, code + "\n", marker, setup))
             index = end + 1
+        blocks += page_blocks
     return blocks
 
 
@@ -101,8 +112,100 @@ def test_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
     else:
         script = work / "snippet.py"
         command = [sys.executable, str(script)]
-    script.write_text(block.code, encoding="utf-8")
+    script.write_text(block.setup + block.code, encoding="utf-8")
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, (
         f"{block} does not run as pasted:\n{block.code}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     )
+
+
+# The emulators' start-up banners are documentation too: what they print must be enough to connect.
+ASSIGNMENT = re.compile(r"\b(MULTICLOUD_STORE_\w+)=([^\s;,)]+)")
+
+
+def _banner(module: str, *args: str, last: str) -> str:
+    """Start ``python -m module``, return its output up to the line containing ``last``, then stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-u", "-m", module, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+
+    def read() -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + 120  # generous: start-up on a loaded machine
+    try:
+        while not any(last in line for line in seen):
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"{module} printed no {last!r} within 120 s:\n{''.join(seen)}")
+            if line is None:
+                pytest.fail(f"{module} exited with {process.wait()}:\n{''.join(seen)}")
+            seen.append(line)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return "".join(seen)
+
+
+def _first_assignments(banner: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, value in ASSIGNMENT.findall(banner):
+        found.setdefault(name, value)
+    return found
+
+
+def _round_trip(env: dict[str, str]) -> None:
+    from uuid import uuid4
+
+    from multicloud_store import SecretsStore
+
+    store = SecretsStore.from_env(env)
+    try:
+        sid = uuid4()
+        store.store_secret_values(sid, {"k": "v"})
+        assert store.get_secret_values(sid) == {"k": "v"}
+        store.delete_secret_values(sid)
+    finally:
+        store.close()
+
+
+def test_gcp_emulator_banner_says_the_project_id_must_be_set() -> None:
+    pytest.importorskip("multicloud_store_gcp", reason="nox -s docs installs every backend")
+    banner = _banner("multicloud_store_gcp.testing", "--grpc-port", "0", "--rest-port", "0", last="to stop")
+    assert "MULTICLOUD_STORE_GCP_PROJECT_ID" in banner, banner
+    env = _first_assignments(banner)
+    assert {"MULTICLOUD_STORE_GCP_PROJECT_ID", "MULTICLOUD_STORE_GCP_ENDPOINT"} <= env.keys(), banner
+    # What the banner prints is enough: a store built from it alone works.
+    _round_trip({"MULTICLOUD_STORE_BACKEND": "gcp", **env})
+
+
+def test_azure_emulator_banner_explains_the_token_scope() -> None:
+    pytest.importorskip("multicloud_store_azure", reason="nox -s docs installs every backend")
+    banner = _banner("multicloud_store_azure.testing", "--port", "0", "--any-token", last="to stop")
+    scope_lines = [line for line in banner.splitlines() if "scope" in line.lower()]
+    assert scope_lines, banner
+    # The scope of an IP-address vault (https://0.0.1:PORT/.default) looks like a typo unless explained.
+    assert all("credential" in line.lower() for line in scope_lines), banner
+    env = _first_assignments(banner)
+    wanted = {
+        "MULTICLOUD_STORE_AZURE_VAULT_URL",
+        "MULTICLOUD_STORE_AZURE_CA_BUNDLE",
+        "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN",
+    }
+    assert wanted <= env.keys(), banner
+    _round_trip({"MULTICLOUD_STORE_BACKEND": "azure", **env})

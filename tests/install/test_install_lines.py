@@ -174,7 +174,7 @@ def test_install_line_works_as_written(command: str, checkout: Path, tmp_path: P
     )
     assert run.returncode == 0, f"{command!r} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     backends = [
-        Path(t).name
+        Path(t).name.partition("[")[0]  # ./backends/sql[postgresql]: backend "sql"
         for s in _segments(command)
         if "pip install" in s
         for t in _pip_targets(s)
