@@ -34,7 +34,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
@@ -748,13 +748,21 @@ class _StderrHandler(logging.Handler):
             self.handleError(record)
 
 
-def _log_to_stderr(as_json: bool, debug: bool) -> None:
+@contextlib.contextmanager
+def _log_to_stderr(as_json: bool, debug: bool) -> Iterator[None]:
+    """Show the library's warnings (and, with debug, its debug log) on stderr for the length of one command.
+
+    The handler and level are put back afterwards, so calling `main` in a process changes nothing for it.
+    """
     library = logging.getLogger("multicloud_store")
-    if any(isinstance(h, _StderrHandler) for h in library.handlers):
-        return
-    library.addHandler(_StderrHandler(as_json))
+    handler, level = _StderrHandler(as_json), library.level
+    library.addHandler(handler)
     library.setLevel(logging.DEBUG if debug else logging.WARNING)
-    library.propagate = False
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -811,7 +819,11 @@ def main(
     arguments = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in arguments
     debug = bool(os.environ.get("MULTICLOUD_STORE_DEBUG"))
-    _log_to_stderr(as_json, debug)
+    with _log_to_stderr(as_json, debug):
+        return _run(arguments, out, stdin, as_json=as_json, debug=debug)
+
+
+def _run(arguments: list[str], out: TextIO, stdin: TextIO | None, *, as_json: bool, debug: bool) -> int:
     try:
         parser = build_parser()
         args, extras = parser.parse_known_args(arguments)
@@ -830,7 +842,7 @@ def main(
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly, as other Unix tools do.
-        if stdout is None:
+        if out is sys.stdout:
             _quiet_stdout()
         return EXIT_BROKEN_PIPE
     except Exception as exc:

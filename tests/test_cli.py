@@ -568,3 +568,13 @@ def test_check_fails_when_the_lag_outlasts_the_wait(monkeypatch: pytest.MonkeyPa
     code, _, err = _check_with(monkeypatch, _LaggingDriver(stale_reads=10**6), "--wait", "0.5")
     assert code == 1
     assert "read-after-update not seen within 0.5 s" in err
+
+
+def test_main_in_process_leaves_the_library_logger_as_it_found_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    library = logging.getLogger("multicloud_store")
+    before = (list(library.handlers), library.level, library.propagate)
+    code, _, _ = _check_with(monkeypatch, _LaggingDriver(stale_reads=0))
+    assert code == 0
+    assert (list(library.handlers), library.level, library.propagate) == before
