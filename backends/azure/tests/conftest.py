@@ -59,6 +59,26 @@ class EmulatorFaults:
         clear_faults(self.emulator)
 
 
+class EmulatorLostAnswers:
+    """The contract suite's `LostAnswerInjector`: the emulator commits each write, then loses its answer."""
+
+    # Each driver operation's one write request; its retries are lost too, until `clear`.
+    _ROUTES = {
+        "create": "PUT /secrets/{name}",
+        "replace": "PUT /secrets/{name}",
+        "delete": "DELETE /secrets/{name}",
+    }
+
+    def __init__(self, emulator: KeyVaultEmulator) -> None:
+        self.emulator = emulator
+
+    def lose_answers(self, operation: str) -> None:
+        self.emulator.lose_answers(self._ROUTES[operation], times=100_000)
+
+    def clear(self) -> None:
+        self.emulator.clear_faults()
+
+
 def clear_faults(emulator: KeyVaultEmulator) -> None:
     """Drop pending injected faults but keep the vault's secrets."""
     emulator.clear_faults()
@@ -79,6 +99,11 @@ def _fresh_emulator(emulator: KeyVaultEmulator) -> Iterator[None]:
 @pytest.fixture
 def faults(emulator: KeyVaultEmulator) -> EmulatorFaults:
     return EmulatorFaults(emulator)
+
+
+@pytest.fixture
+def lost_answers(emulator: KeyVaultEmulator) -> EmulatorLostAnswers:
+    return EmulatorLostAnswers(emulator)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from multicloud_store_azure.testing import KeyVaultEmulator
 class TestAzureOverHttps(StoreContract):
     """Configured only through ``MULTICLOUD_STORE_*`` variables, as a deployment would be: real sockets and TLS."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"faults"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"faults", "lost_answers"})
 
     @pytest.fixture
     def make_store(self, https_env: Callable[..., dict[str, str]]) -> Iterator[StoreFactory]:
@@ -43,7 +43,7 @@ class TestAzureOverHttps(StoreContract):
 class TestAzureInProcess(StoreContract):
     """An `AzureDriver` given a ready ``SecretClient`` on the emulator's in-process transport, shared by all."""
 
-    capabilities: ClassVar[frozenset[str]] = frozenset({"faults"})
+    capabilities: ClassVar[frozenset[str]] = frozenset({"faults", "lost_answers"})
 
     @pytest.fixture
     def make_store(self, make_driver: Callable[..., AzureDriver]) -> StoreFactory:

@@ -601,6 +601,67 @@ def test_concurrent_writers(vault: Vault, client: SecretClient) -> None:
 # ---- HTTPS specifics ---------------------------------------------------------------------------------------
 
 
+def test_lose_answers_commits_then_drops_the_answer(vault: Vault) -> None:
+    client = vault.client(retry_total=0)
+    vault.emu.lose_answers("PUT /secrets/{name}", times=1)
+    with pytest.raises(ServiceResponseError):
+        client.set_secret("lost", "v1")
+    assert client.get_secret("lost").value == "v1"  # committed all the same
+    # Only the chosen route: reads answer normally, and the knob is used up.
+    client.set_secret("lost", "v2")
+    assert client.get_secret("lost").value == "v2"
+    with pytest.raises(ValueError):
+        vault.emu.lose_answers(times=0)
+
+
+def test_lost_answers_are_retried_by_the_sdk_and_each_retry_commits(vault: Vault) -> None:
+    client = vault.client()  # 3 retries
+    vault.emu.lose_answers("PUT /secrets/{name}", times=2)
+    client.set_secret("retried", "v")
+    assert len(list(client.list_properties_of_secret_versions("retried"))) == 3
+
+
+def test_interleave_makes_writers_meet(vault: Vault) -> None:
+    clients = [vault.client(), vault.client()]
+    with pytest.raises(ResourceNotFoundError):  # the authentication challenge, out of the way
+        clients[0].get_secret("met")
+    vault.emu.interleave("PUT /secrets/{name}", parties=2, reverse=True)
+    puts_before = vault.emu.calls.count("PUT /secrets/{name}")
+
+    def write(n: int) -> None:
+        clients[n].set_secret("met", f"writer-{n}")
+
+    first = threading.Thread(target=write, args=(0,))
+    first.start()
+    # Writer 0 is held at the gate (its request was received, not served) until writer 1 arrives.
+    assert _await(lambda: vault.emu.calls.count("PUT /secrets/{name}") > puts_before, timeout=60)
+    assert first.is_alive()
+    second = threading.Thread(target=write, args=(1,))
+    second.start()
+    for thread in (first, second):
+        thread.join(timeout=120)
+    # Served last-arrived first: writer 1, then writer 0, whose version is the current one.
+    assert clients[0].get_secret("met").value == "writer-0"
+    # Later writes of that name pass freely.
+    clients[0].set_secret("met", "later")
+    assert clients[0].get_secret("met").value == "later"
+    with pytest.raises(ValueError):
+        vault.emu.interleave(parties=1)
+
+
+def test_interleave_serves_whoever_came_when_a_party_never_does(vault: Vault) -> None:
+    vault.emu.interleave("PUT /secrets/{name}", parties=2, timeout=0.2)
+    client = vault.client()
+    client.set_secret("alone", "v")
+    assert client.get_secret("alone").value == "v"
+
+
+def test_responses_carry_the_service_clock(vault: Vault, client: SecretClient) -> None:
+    dates: list[str] = []
+    client.set_secret("clock", "v", raw_response_hook=lambda r: dates.append(r.http_response.headers["Date"]))
+    assert dates and dates[-1].endswith("GMT")
+
+
 def _https_client(emu: KeyVaultEmulator, **kwargs: Any) -> SecretClient:
     return SecretClient(emu.vault_url, StaticTokenCredential(), retry_total=0, **kwargs)
 

@@ -63,7 +63,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         print(f"vault URL:    {emulator.vault_url}", flush=True)
         print(f"CA cert path: {emulator.ca_cert_path}", flush=True)
-        print(f"token scope:  {emulator.token_scope}", flush=True)
+        # The SDK derives the scope from the vault host's parent domain, as on Azure (vault.azure.net for
+        # myvault.vault.azure.net); for an IP address that gives an odd URL, which only a custom credential sees.
+        print(
+            f"token scope:  {emulator.token_scope} (what the SDK asks its credential for here; only a custom "
+            "credential sees it, MULTICLOUD_STORE_AZURE_ACCESS_TOKEN does not need it)",
+            flush=True,
+        )
+        token = (
+            "emulator-token" if args.any_token else args.token if args.token == DEFAULT_TOKEN else "<--token>"
+        )
+        print(
+            f"  MULTICLOUD_STORE_AZURE_VAULT_URL={emulator.vault_url} "
+            f"MULTICLOUD_STORE_AZURE_CA_BUNDLE={emulator.ca_cert_path} MULTICLOUD_STORE_AZURE_ACCESS_TOKEN={token}",
+            flush=True,
+        )
         if args.any_token:
             print("bearer token: any non-empty token", flush=True)
         elif args.token == DEFAULT_TOKEN:
