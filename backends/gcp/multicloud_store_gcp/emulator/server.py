@@ -366,9 +366,12 @@ def main(argv: Iterable[str] | None = None) -> int:
                 "choose other ports (0 picks a free one)\n",
             )
         print(f"Secret Manager emulator: gRPC {emulator.grpc_endpoint}, REST {emulator.rest_endpoint}")
+        # The store refuses ANONYMOUS without a project id; any id works here (projects exist on first use).
+        print("  MULTICLOUD_STORE_GCP_PROJECT_ID=test-project (required; any project id works)")
+        print("  MULTICLOUD_STORE_GCP_ANONYMOUS=true")
         print(f"  MULTICLOUD_STORE_GCP_ENDPOINT={emulator.grpc_endpoint} MULTICLOUD_STORE_GCP_TRANSPORT=grpc")
         print(f"  MULTICLOUD_STORE_GCP_ENDPOINT={emulator.rest_endpoint} MULTICLOUD_STORE_GCP_TRANSPORT=rest")
-        print("  MULTICLOUD_STORE_GCP_ANONYMOUS=true; Ctrl-C to stop", flush=True)
+        print("  Ctrl-C to stop", flush=True)
         try:
             while not stop.wait(0.5):
                 pass
