@@ -10,6 +10,7 @@ Nothing here logs, and no message ever contains key material.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
@@ -27,11 +28,8 @@ __all__ = [
     "write_key_file",
 ]
 
-_FD_ERRNOS = {
-    24,
-    23,
-    12,
-}  # EMFILE, ENFILE, ENOMEM: the process or the system is out of resources, not misconfigured
+# The process or the system is out of descriptors or memory: a resource problem, not a wrong setting.
+_FD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}
 
 
 @dataclass

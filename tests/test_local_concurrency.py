@@ -227,3 +227,16 @@ def test_many_processes_open_a_new_database_at_once(tmp_path: Path, random_key: 
         reported.append(failures.get())
     assert [p.exitcode for p in processes] == [0] * 8
     assert reported == []
+
+
+def test_reading_while_listing_with_a_pool_of_one(tmp_path: Path) -> None:
+    """A listing holds no connection between pages, so reads inside the loop do not wait for it."""
+    settings = LocalSettings(path=tmp_path / "one.db", pool_size=1, page_size=3)
+    store = SecretsStore(StoreSettings(backend="local"), driver=LocalDriver(settings))
+    ids = [uuid.uuid4() for _ in range(10)]
+    for sid in ids:
+        store.store_secret_values(sid, {"sid": str(sid)})
+    seen = {sid: store.get_secret_values(sid)["sid"] for sid in store.list_secret_ids()}
+    assert seen == {sid: str(sid) for sid in ids}
+    assert len(store.get_many(ids)) == 10  # the worker pool's threads share the one connection
+    store.close()

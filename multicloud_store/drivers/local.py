@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -82,7 +83,7 @@ CREATE TABLE IF NOT EXISTS secrets (
 _LEGACY_CHECK = "key_check"  # the single key check of schema 0, sealed with associated data b"key-check"
 _CHECK_PREFIX = "key_check:"
 _PROOF_ROWS = 8  # rows a key must open to be adopted by a database whose key checks are gone
-_FD_ERRNOS = {23, 24, 12}  # ENFILE, EMFILE, ENOMEM
+_FD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}  # out of descriptors or memory: not a setting
 _warned_modes: set[str] = set()
 _warned_lock = threading.Lock()
 
