@@ -219,9 +219,15 @@ def test_errors_pickle_with_their_attributes() -> None:
 
 
 def test_no_value_in_debug_logs_errors_or_reprs(
-    store: SecretsStore, driver: MemoryDriver, caplog: pytest.LogCaptureFixture
+    store: SecretsStore,
+    driver: MemoryDriver,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # An in-process CLI run earlier in the session may have left the library logger's level or propagation set.
+    monkeypatch.setattr(logging.getLogger("multicloud_store"), "propagate", True)
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="multicloud_store")
     sid = uuid.uuid4()
     texts: list[str] = []
     store.store_secret_values(sid, {"password": SENTINEL})
