@@ -308,3 +308,11 @@ def test_a_row_written_without_a_key_id_by_an_older_version_still_reads(tmp_path
     newest = driver.key_ids()[0]
     store.close()
     assert set(key_ids_of_rows(database).values()) == {newest}
+
+
+def test_cli_rotate_key_on_a_backend_without_own_keys(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MULTICLOUD_STORE_BACKEND", "memory")
+    assert cli_main(["rotate-key", "--no-progress"]) == 5
+    assert "no keys of its own" in capsys.readouterr().err
