@@ -11,6 +11,7 @@ runs after the page's previous python block, as a reader pastes them one after t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -19,6 +20,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,8 +125,9 @@ def test_block_runs_as_pasted(block: Block, tmp_path: Path) -> None:
 ASSIGNMENT = re.compile(r"\b(MULTICLOUD_STORE_\w+)=([^\s;,)]+)")
 
 
-def _banner(module: str, *args: str, last: str) -> str:
-    """Start ``python -m module``, return its output up to the line containing ``last``, then stop it."""
+@contextlib.contextmanager
+def _banner(module: str, *args: str, last: str) -> Iterator[str]:
+    """Run ``python -m module``; yield its output up to the line containing ``last`` while it serves."""
     process = subprocess.Popen(
         [sys.executable, "-u", "-m", module, *args],
         stdout=subprocess.PIPE,
@@ -152,6 +155,7 @@ def _banner(module: str, *args: str, last: str) -> str:
             if line is None:
                 pytest.fail(f"{module} exited with {process.wait()}:\n{''.join(seen)}")
             seen.append(line)
+        yield "".join(seen)
     finally:
         process.terminate()
         try:
@@ -159,7 +163,6 @@ def _banner(module: str, *args: str, last: str) -> str:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    return "".join(seen)
 
 
 def _first_assignments(banner: str) -> dict[str, str]:
@@ -186,17 +189,23 @@ def _round_trip(env: dict[str, str]) -> None:
 
 def test_gcp_emulator_banner_says_the_project_id_must_be_set() -> None:
     pytest.importorskip("multicloud_store_gcp", reason="nox -s docs installs every backend")
-    banner = _banner("multicloud_store_gcp.testing", "--grpc-port", "0", "--rest-port", "0", last="to stop")
-    assert "MULTICLOUD_STORE_GCP_PROJECT_ID" in banner, banner
-    env = _first_assignments(banner)
-    assert {"MULTICLOUD_STORE_GCP_PROJECT_ID", "MULTICLOUD_STORE_GCP_ENDPOINT"} <= env.keys(), banner
-    # What the banner prints is enough: a store built from it alone works.
-    _round_trip({"MULTICLOUD_STORE_BACKEND": "gcp", **env})
+    with _banner(
+        "multicloud_store_gcp.testing", "--grpc-port", "0", "--rest-port", "0", last="to stop"
+    ) as banner:
+        assert "MULTICLOUD_STORE_GCP_PROJECT_ID" in banner, banner
+        env = _first_assignments(banner)
+        assert {"MULTICLOUD_STORE_GCP_PROJECT_ID", "MULTICLOUD_STORE_GCP_ENDPOINT"} <= env.keys(), banner
+        # What the banner prints is enough: a store built from it alone works.
+        _round_trip({"MULTICLOUD_STORE_BACKEND": "gcp", **env})
 
 
 def test_azure_emulator_banner_explains_the_token_scope() -> None:
     pytest.importorskip("multicloud_store_azure", reason="nox -s docs installs every backend")
-    banner = _banner("multicloud_store_azure.testing", "--port", "0", "--any-token", last="to stop")
+    with _banner("multicloud_store_azure.testing", "--port", "0", "--any-token", last="to stop") as banner:
+        _check_azure_banner(banner)
+
+
+def _check_azure_banner(banner: str) -> None:
     scope_lines = [line for line in banner.splitlines() if "scope" in line.lower()]
     assert scope_lines, banner
     # The scope of an IP-address vault (https://0.0.1:PORT/.default) looks like a typo unless explained.
