@@ -39,6 +39,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -157,6 +158,11 @@ class SqlDriver:
         self._ready = threading.Event()
         self._closed = False
         self._metadata, self._table, self._meta = _tables(self.settings.table)
+        t = self._table
+        # Built once: the hot read path then only binds the name (SQLAlchemy caches the compiled form).
+        self._read_statement = select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(
+            t.c.name == bindparam("name")
+        )
         # The cloud backends' common ceiling, so a secret that fits here also fits AWS and GCP.
         self._limits = DriverLimits(
             max_payload_bytes=65_536, max_name_length=255, batch_read_size=self.settings.batch_size
@@ -398,7 +404,8 @@ class SqlDriver:
         """Run one statement in its own transaction, re-running it on a deadlock or serialization failure.
 
         A read (``idempotent``) is also re-run once when its connection broke under it; a write is not, since
-        its effect may have been committed before the answer was lost.
+        its effect may have been committed before the answer was lost. A read ends by rolling back (one round trip,
+        the pool's reset), a write by committing.
         """
         self._ensure_ready()
         engine = self.engine
@@ -406,6 +413,10 @@ class SqlDriver:
         reconnected = False
         while True:
             try:
+                if idempotent:
+                    # A read: no COMMIT round trip; the pool's reset-on-return rolls the read transaction back.
+                    with engine.connect() as connection:
+                        return work(connection)
                 with engine.begin() as connection:
                     return work(connection)
             except MultiCloudStoreError:
@@ -483,9 +494,8 @@ class SqlDriver:
 
     def read(self, name: str) -> StoredSecret:
         """Read and open a secret with one ``SELECT``; see `SecretsDriver.read`."""
-        t = self._table
-        statement = select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(t.c.name == name)
-        row = self._run("read", name, lambda c: c.execute(statement).first(), idempotent=True)
+        statement, parameters = self._read_statement, {"name": name}
+        row = self._run("read", name, lambda c: c.execute(statement, parameters).first(), idempotent=True)
         if row is None:
             raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
         key_id, nonce, ciphertext, labels_text = row
