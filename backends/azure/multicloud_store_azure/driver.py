@@ -4,11 +4,10 @@
   (content type ``application/json``) and carries the dispatcher's labels as tags, so a read is one GET that
   returns both.
 - Key Vault has no conditional create: ``set_secret`` adds a version to whatever holds the name. Creating is
-  therefore an existence check (one page of the name's versions: no value travels), the write, and a
-  confirmation read. Within one driver, creates of one name are serialised by a lock, so of several threads
-  exactly one wins. Across processes a window of about one round trip remains; when the confirmation read
-  shows that another writer's version landed after ours, that writer won: our version is disabled and
-  `SecretExistsError` is raised. See docs/backends/azure.md, "Concurrent creates".
+  an existence check (one page of the name's versions: no value travels), the write of a version tagged with a
+  random writer id, a wait until the second of that version is over on the service's clock, and one listing of
+  the versions: the earliest creator's version (creation second, then version id) wins; a loser puts the
+  winner's values back on top and raises `SecretExistsError`. See docs/backends/azure.md, "Concurrent creates".
 - Soft delete is always on in Key Vault. A delete waits for the deletion to finish, then purges the secret
   (``purge_on_delete``) so that the id can be stored again at once. Where the purge is refused (purge
   protection, or no purge permission) the secret stays soft-deleted, and the next store of that id recovers it
@@ -754,12 +753,15 @@ class AzureDriver:
     @staticmethod
     def _until_service_time(target: int, now: int | None) -> float:
         """Seconds to wait until the service's clock reads ``target`` (0 when it already does)."""
-        if now is not None and now >= target:
-            return 0.0
         local = time.time()
-        if now is None or abs(local - now) >= 2:
-            # No Date header, or a local clock far off the service's: wait whole seconds from what we know.
-            return float(target - now) if now is not None else max(0.0, target - local) + 0.05
+        if now is None:
+            # No Date header (a proxy dropped it): the local clock is all there is.
+            return max(0.0, target - local)
+        if now >= target:
+            return 0.0
+        if abs(local - now) >= 2:
+            # A local clock far off the service's: wait whole seconds from what the service said.
+            return float(target - now)
         # The Date header is the service's clock rounded down; the local clock supplies the fraction.
         return max(0.05, target - local + 0.05)
 
@@ -777,7 +779,14 @@ class AzureDriver:
                     tags=tags,
                 )
         except Exception as exc:
-            raise translate(exc, operation="create", name=name) from exc
+            # Neither "exists" nor "unavailable": the dispatcher would verify either by reading, and could find
+            # our own values still current.
+            raise BackendError(
+                f"{_SERVICE}: secret {name!r} was created concurrently by another writer, but putting its values "
+                f"back on top of this store's failed ({translate(exc, operation='create', name=name)}); this "
+                "store's values may be the current ones: store or delete the secret again",
+                backend=_BACKEND,
+            ) from exc
         # No longer current, our versions are never served again; disable them so they cannot be read by id.
         for version in mine:
             try:

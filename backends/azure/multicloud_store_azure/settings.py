@@ -260,6 +260,16 @@ class AzureSettings(EnvSettings):
             return self.vault_url
         return f"https://{self.vault_name}.{self.vault_dns_suffix}"
 
+    def redacted(self) -> dict[str, str]:
+        """Return the settings as ``{VARIABLE: text}``, credentials masked; see `EnvSettings.redacted`.
+
+        Returns:
+            A mapping safe to print, without the store's own ``MULTICLOUD_STORE_MAX_WORKERS`` (the store lists it).
+        """
+        out = super().redacted()
+        out.pop(self.env_name("store_max_workers"), None)
+        return out
+
     def pool_size(self) -> int:
         """Return the size of the HTTP connection pool: ``max_connections``, else the store's worker count.
 

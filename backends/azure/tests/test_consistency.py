@@ -430,3 +430,21 @@ def test_an_update_and_a_delete_whose_answers_were_lost_are_verified(
     store.store_secret_values(sid, {"v": "again"})  # the soft-deleted leftover is purged first
     assert store.get_secret_values(sid) == {"v": "again"}
     store.close()
+
+
+def test_racing_creators_over_a_soft_deleted_secret_that_cannot_be_purged(
+    make_driver: Callable[..., AzureDriver], emulator: KeyVaultEmulator
+) -> None:
+    # Purge refused: the name is freed by recovering the old secret, whose old versions must never win.
+    emulator.deny_purge = True
+    first = _store(make_driver())
+    sid = uuid.uuid4()
+    first.store_secret_values(sid, {"writer": "old"})
+    first.delete_secret_values(sid)
+    emulator.interleave(PUT, parties=3)
+    stores = [_store(make_driver()) for _ in range(3)]
+    outcomes = _race(stores, sid)
+    assert not [exc for exc in outcomes if exc is not None and not isinstance(exc, SecretExistsError)]
+    winners = [n for n, exc in enumerate(outcomes) if exc is None]
+    assert len(winners) == 1
+    assert first.get_secret_values(sid) == {"writer": str(winners[0])}
