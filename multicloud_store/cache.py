@@ -54,6 +54,12 @@ class ReadCache:
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._generation = 0
+        # Statistics for the cache instruments (multicloud_store.observability): plain counters, since a racy
+        # increment only loses a count and a lock would cost more than the hit itself.
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.stale_serves = 0
         # Not for secrets: spreads expiry times.
         self._random = random.Random()  # noqa: S311
 
@@ -74,11 +80,14 @@ class ReadCache:
         """
         entry = self._entries.get(key)
         if entry is None:
+            self.misses += 1
             return False, None
         if self._clock() >= entry.expires:
+            self.misses += 1
             if self._clock() >= entry.stale_until:
                 self._drop_if_same(key, entry)
             return False, None
+        self.hits += 1
         return True, (dict(entry.values) if entry.values is not None else None)
 
     def stale(self, key: str) -> dict[str, str] | None:
@@ -93,6 +102,7 @@ class ReadCache:
         entry = self._entries.get(key)
         if entry is None or entry.values is None or self._clock() >= entry.stale_until:
             return None
+        self.stale_serves += 1
         return dict(entry.values)
 
     def generation(self) -> int:
@@ -153,8 +163,10 @@ class ReadCache:
     def _evict(self, now: float) -> None:
         # First whatever is past its stale window, then the oldest insertions down to 90 % of the bound, so
         # that a full cache does not scan on every fill.
+        before = len(self._entries)
         for key in [k for k, e in self._entries.items() if now >= e.stale_until]:
             del self._entries[key]
         target = self.max_entries - self.max_entries // 10 if len(self._entries) > self.max_entries else None
         while target is not None and len(self._entries) > target:
             del self._entries[next(iter(self._entries))]
+        self.evictions += before - len(self._entries)

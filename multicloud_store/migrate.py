@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 from uuid import UUID
 
 from multicloud_store.errors import MultiCloudStoreError, SecretCorruptedError, SecretNotFoundError
+from multicloud_store.observability import SWITCH, traced_migration
 
 if TYPE_CHECKING:
     import argparse
@@ -132,6 +133,7 @@ def _copy_one(source: MigrationSource, target: SecretsStore, sid: UUID, dry_run:
     return "created" if current is None else "updated"
 
 
+@traced_migration
 def migrate(
     source: MigrationSource,
     target: SecretsStore,
@@ -246,6 +248,9 @@ def _delete_if_copied(
 
 def _bounded_map(func: Callable[[UUID], None], ids: Iterator[UUID], workers: int) -> None:
     """Run ``func`` over a stream of ids with at most ``2 x workers`` in flight, never collecting the stream."""
+    telemetry = SWITCH.telemetry
+    if telemetry is not None:  # the workers' store calls become children of the migrate span
+        func = telemetry.propagating(func)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="migrate") as pool:
         in_flight: set[Future[None]] = set()
         for sid in ids:

@@ -29,6 +29,8 @@ from multicloud_store.errors import (
     SecretNotFoundError,
 )
 from multicloud_store.interface import SecretsStoreInterface
+from multicloud_store.observability import SWITCH as _SWITCH
+from multicloud_store.observability import outcome_of, watch_cache
 from multicloud_store.settings import StoreSettings
 
 if TYPE_CHECKING:
@@ -198,6 +200,8 @@ class SecretsStore(SecretsStoreInterface):
                 negative_ttl=self.settings.cache_negative_ttl_seconds,
                 stale_seconds=self.settings.cache_stale_seconds,
             )
+            watch_cache(self._cache, self.backend)
+        _SWITCH.poll()  # a provider installed before the store was built is seen from its first call on
 
     @property
     def driver(self) -> SecretsDriver:
@@ -363,6 +367,9 @@ class SecretsStore(SecretsStoreInterface):
             raise MultiCloudStoreError("this store is closed", secret_id=secret_id, backend=self.backend)
         # The timing and the log record cost more than the dispatcher's own work on a fast backend: skip them
         # unless DEBUG is on (isEnabledFor is cached by logging).
+        telemetry = _SWITCH.telemetry or _SWITCH.poll()
+        if telemetry is not None:
+            telemetry.round_trip()
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.perf_counter() if debug else 0.0
         try:
@@ -373,24 +380,54 @@ class SecretsStore(SecretsStoreInterface):
             if exc.backend is None:
                 exc.backend = self.backend
             if debug:
+                elapsed = (time.perf_counter() - started) * 1000
                 logger.debug(
                     "%s %s on %s failed after %.1f ms: %s",
                     operation,
                     secret_id,
                     self.backend,
-                    (time.perf_counter() - started) * 1000,
+                    elapsed,
                     type(exc).__name__,
+                    extra=self._log_fields(
+                        operation, secret_id, outcome_of(exc), elapsed, type(exc).__name__
+                    ),
                 )
             raise
         if debug:
+            elapsed = (time.perf_counter() - started) * 1000
             logger.debug(
                 "%s %s on %s in %.1f ms",
                 operation,
                 secret_id,
                 self.backend,
-                (time.perf_counter() - started) * 1000,
+                elapsed,
+                extra=self._log_fields(operation, secret_id, "ok", elapsed),
             )
         return result
+
+    def _log_fields(
+        self,
+        operation: str,
+        secret_id: UUID | None,
+        outcome: str,
+        duration_ms: float | None = None,
+        error_type: str | None = None,
+        cache: str | None = None,
+    ) -> dict[str, object]:
+        """The fields of a log line, named as the span attributes are (``mcs_`` prefix): never a value."""
+        fields: dict[str, object] = {
+            "mcs_backend": self.backend,
+            "mcs_operation": operation,
+            "mcs_outcome": outcome,
+            "mcs_secret_id": str(secret_id) if secret_id is not None else None,
+        }
+        if duration_ms is not None:
+            fields["mcs_duration_ms"] = round(duration_ms, 3)
+        if error_type is not None:
+            fields["mcs_error_type"] = error_type
+        if cache is not None:
+            fields["mcs_cache"] = cache
+        return fields
 
     # -- the ZenML interface ------------------------------------------------------------------------------
 
@@ -409,6 +446,12 @@ class SecretsStore(SecretsStoreInterface):
             BackendUnavailableError: The backend failed, and one verification read did not find the values
                 stored (a write whose answer was lost but which committed counts as done).
         """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            telemetry.run(
+                "store", self.backend, self.store_secret_values, secret_id, secret_values, secret_id=secret_id
+            )
+            return
         sid = _coerce_id(secret_id)
         values = _validate_values(secret_values)
         payload = self._encode(sid, values)
@@ -436,6 +479,9 @@ class SecretsStore(SecretsStoreInterface):
             InvalidSecretError: The id is not a UUID.
             SecretNotFoundError: No such secret for this deployment (a `KeyError`).
         """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            return telemetry.run("get", self.backend, self.get_secret_values, secret_id, secret_id=secret_id)
         sid = _coerce_id(secret_id)
         name = self._name(sid)
         cache = self._cache
@@ -443,9 +489,13 @@ class SecretsStore(SecretsStoreInterface):
             return self._open(sid, self._call("get", sid, self.driver.read, name))
         hit, cached = cache.lookup(name)
         if hit:
+            if telemetry is not None:
+                telemetry.note_cache("hit")
             if cached is None:
                 raise SecretNotFoundError(f"secret {sid} not found", secret_id=sid, backend=self.backend)
             return cached
+        if telemetry is not None:
+            telemetry.note_cache("miss")
         generation = cache.generation()
         try:
             values = self._open(sid, self._call("get", sid, self.driver.read, name))
@@ -456,8 +506,13 @@ class SecretsStore(SecretsStoreInterface):
             stale = cache.stale(name)
             if stale is None:
                 raise
+            if telemetry is not None:
+                telemetry.note_cache("stale")
             logger.warning(
-                "backend %s unavailable: serving the cached copy of secret %s past its TTL", self.backend, sid
+                "backend %s unavailable: serving the cached copy of secret %s past its TTL",
+                self.backend,
+                sid,
+                extra=self._log_fields("get", sid, "ok", error_type="BackendUnavailableError", cache="stale"),
             )
             return stale
         cache.fill(name, values, generation)
@@ -475,6 +530,17 @@ class SecretsStore(SecretsStoreInterface):
             SecretNotFoundError: No such secret for this deployment; nothing changed.
             BackendUnavailableError: The backend failed, and one verification read did not find the new values.
         """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            telemetry.run(
+                "update",
+                self.backend,
+                self.update_secret_values,
+                secret_id,
+                secret_values,
+                secret_id=secret_id,
+            )
+            return
         sid = _coerce_id(secret_id)
         values = _validate_values(secret_values)
         payload = self._encode(sid, values)
@@ -499,6 +565,10 @@ class SecretsStore(SecretsStoreInterface):
             SecretNotFoundError: No such secret for this deployment; nothing changed.
             BackendUnavailableError: The backend failed, and one verification read still found the secret.
         """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            telemetry.run("delete", self.backend, self.delete_secret_values, secret_id, secret_id=secret_id)
+            return
         sid = _coerce_id(secret_id)
         name = self._name(sid)
         with self._invalidating(name):
@@ -589,12 +659,76 @@ class SecretsStore(SecretsStoreInterface):
             return False
         return True
 
+    # -- cache control ------------------------------------------------------------------------------------
+
+    def refresh(self, secret_id: UUID | str) -> dict[str, str]:
+        """Read a secret from the backend now, whatever the cache holds, and cache the answer.
+
+        For an application told of a rotation by other means (an event, a webhook). Unlike a cache miss, a
+        refresh never serves a stale copy: when the backend is unavailable it raises, and the cached entry
+        (with its stale window) stays for the other readers. Without a cache it is `get_secret_values`.
+
+        Args:
+            secret_id: The secret's id.
+
+        Returns:
+            A fresh dict of the values.
+
+        Raises:
+            InvalidSecretError: The id is not a UUID.
+            SecretNotFoundError: No such secret for this deployment (remembered as such by the cache).
+            BackendError: The backend failed.
+        """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            return telemetry.run("get", self.backend, self.refresh, secret_id, secret_id=secret_id)
+        sid = _coerce_id(secret_id)
+        cache = self._cache
+        if cache is None:
+            return self.get_secret_values(sid)
+        if telemetry is not None:
+            telemetry.note_cache("refresh")
+        name = self._name(sid)
+        generation = cache.generation()
+        try:
+            values = self._open(sid, self._call("get", sid, self.driver.read, name))
+        except SecretNotFoundError:
+            cache.fill(name, None, generation)
+            raise
+        cache.fill(name, values, generation)
+        return values
+
+    def invalidate(self, secret_id: UUID | str) -> None:
+        """Forget the cached read of one secret, so the next read goes to the backend (no network call).
+
+        Args:
+            secret_id: The secret's id.
+
+        Raises:
+            InvalidSecretError: The id is not a UUID.
+        """
+        sid = _coerce_id(secret_id)
+        if self._cache is not None:
+            self._cache.invalidate(self._name(sid))
+
+    def clear_cache(self) -> None:
+        """Forget every cached read (no network call): each secret's next read goes to the backend."""
+        if self._cache is not None:
+            self._cache.clear()
+
     def list_secret_ids(self) -> Iterator[UUID]:
         """Yield the ids of this deployment's secrets, lazily, page by page as the driver fetches them.
 
         Yields:
             Secret ids, in the backend's order.
         """
+        ids = self._list_ids()
+        telemetry = _SWITCH.telemetry or _SWITCH.poll()
+        if telemetry is not None:
+            ids = telemetry.iterate("list", self.backend, ids)
+        yield from ids
+
+    def _list_ids(self) -> Iterator[UUID]:
         prefix = f"{self.settings.name_prefix}-"
         labels = {LABEL_MANAGED_BY: MANAGED_BY, LABEL_DEPLOYMENT: self.settings.deployment_id}
         names = self._call("list", None, self.driver.list_names, labels)
@@ -626,6 +760,10 @@ class SecretsStore(SecretsStoreInterface):
         Raises:
             InvalidSecretError: An id is not a UUID (checked for all ids before any network call).
         """
+        telemetry = _SWITCH.telemetry
+        if telemetry is not None and telemetry.outer():
+            requested = list(secret_ids)
+            return telemetry.run("get_many", self.backend, self.get_many, requested, batch=len(requested))
         sids = list(dict.fromkeys(_coerce_id(s) for s in secret_ids))
         outcomes: dict[UUID, ReadOutcome] = {}
         pending: list[UUID] = []
@@ -643,13 +781,17 @@ class SecretsStore(SecretsStoreInterface):
                     continue
             pending.append(sid)
         if not pending:
+            if telemetry is not None:
+                telemetry.note_batch((o.status for o in outcomes.values()), len(sids), None)
             return {sid: outcomes[sid] for sid in sids}
         generation = self._cache.generation() if self._cache is not None else 0
         batch = self.driver.limits.batch_read_size
         stored: dict[str, StoredSecret | Exception] = {}
+        # With telemetry on, pool threads run in this call's context: the SDK's spans nest under get_many's.
+        read_chunk = self._read_chunk if telemetry is None else telemetry.propagating(self._read_chunk)
+        read_one = self._read_one if telemetry is None else telemetry.propagating(self._read_one)
         if batch > 1:
             chunks = [pending[i : i + batch] for i in range(0, len(pending), batch)]
-            read_chunk = self._read_chunk
             if len(chunks) == 1:
                 stored.update(read_chunk(chunks[0]))
             else:
@@ -657,10 +799,13 @@ class SecretsStore(SecretsStoreInterface):
                     stored.update(part)
         else:
             names = [self._name(s) for s in pending]
-            for name, result in zip(names, self._executor().map(self._read_one, names), strict=False):
+            for name, result in zip(names, self._executor().map(read_one, names), strict=False):
                 stored[name] = result
         for sid in pending:
             outcomes[sid] = self._outcome(sid, stored.get(self._name(sid)), generation)
+        if telemetry is not None:
+            failed = next((o.error for o in outcomes.values() if o.status == "error"), None)
+            telemetry.note_batch((o.status for o in outcomes.values()), len(sids) - len(pending), failed)
         return {sid: outcomes[sid] for sid in sids}
 
     def _read_chunk(self, chunk: list[UUID]) -> Mapping[str, StoredSecret | Exception]:
