@@ -263,11 +263,12 @@ class TestFailures:
         postgres.execute(f"GRANT SELECT ON {table}, {table}_meta TO reader_{database}", database)
         reader = _store(make_driver(postgres.url(database, user=f"reader_{database}", password="r-pw")))
         assert reader.get_secret_values(sid) == {"v": "1"}
-        for call in (
+        calls: list[Callable[[], None]] = [
             lambda: reader.store_secret_values(uuid.uuid4(), {"v": "1"}),
             lambda: reader.update_secret_values(sid, {"v": "2"}),
             lambda: reader.delete_secret_values(sid),
-        ):
+        ]
+        for call in calls:
             with pytest.raises(BackendPermissionError) as info:
                 call()
             assert "42501" in str(info.value)
@@ -367,11 +368,12 @@ def _deadlock(dialect: str) -> Exception:
         import psycopg
 
         return psycopg.errors.DeadlockDetected("deadlock detected")
-    import pymysql
+    import pymysql  # type: ignore[import-untyped,unused-ignore]
 
-    return pymysql.err.OperationalError(
+    error: Exception = pymysql.err.OperationalError(
         1213, "Deadlock found when trying to get lock; try restarting transaction"
     )
+    return error
 
 
 class TestRetries:
@@ -417,11 +419,11 @@ class TestRetries:
         import sqlite3
 
         import psycopg
-        import pymysql
+        import pymysql  # type: ignore[import-untyped,unused-ignore]
         from sqlalchemy import exc as sa_exc
 
-        def wrap(orig: Exception) -> sa_exc.DBAPIError:
-            return sa_exc.DBAPIError.instance("SELECT 1", None, orig, type(orig))  # type: ignore[arg-type]
+        def wrap(orig: Exception) -> sa_exc.StatementError:
+            return sa_exc.DBAPIError.instance("SELECT 1", None, orig, type(orig))
 
         assert error_code(wrap(psycopg.errors.DeadlockDetected("x"))) == "postgresql:40P01"
         assert rule_for(wrap(psycopg.errors.DeadlockDetected("x"))).retry
