@@ -315,7 +315,7 @@ class MariaDBServer:
             )
         environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         for command in (
-            ["apt-get", "update", "-qq"],
+            ["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=600"],
             ["apt-get", "install", "-y", "-qq", "-o", "DPkg::Lock::Timeout=600", "mariadb-server"],
         ):
             done = subprocess.run(  # noqa: S603 - fixed binaries and our own arguments
