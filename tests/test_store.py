@@ -465,3 +465,18 @@ def test_a_prefix_lists_only_its_exact_names(driver: MemoryDriver) -> None:
     for sid in app.list_secret_ids():  # listed means deletable
         app.delete_secret_values(sid)
     assert app_dash.get_secret_values(theirs) == {"b": "2"}
+
+
+@pytest.mark.parametrize("form", ["upper", "braces", "urn", "hex"])
+def test_an_envelope_must_name_the_canonical_id(store: SecretsStore, driver: MemoryDriver, form: str) -> None:
+    # Ownership compares the envelope's id as written with the canonical form, like names: never a parsed match.
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"a": "1"})
+    name = store.secret_name(sid)
+    written = {"upper": str(sid).upper(), "braces": f"{{{sid}}}", "urn": sid.urn, "hex": sid.hex}[form]
+    payload = json.loads(driver._data[name].payload)
+    payload["id"] = written
+    driver._data[name] = StoredSecret(name, json.dumps(payload), driver._data[name].labels)
+    with pytest.raises(SecretNotFoundError):
+        store.get_secret_values(sid)
+    assert store.get_many([sid])[sid].status == "not_ours"
