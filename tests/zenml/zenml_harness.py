@@ -418,11 +418,11 @@ class ZenmlServer:
             AssertionError: The server exited or did not answer in time.
         """
         deadline = time.monotonic() + timeout
-        self._get_json("/health", deadline)
-        self._get_json("/api/v1/info", deadline)
+        self._get("/health", deadline)  # answers a plain "ok", not JSON
+        self._get("/api/v1/info", deadline)
 
-    def _get_json(self, path: str, deadline: float) -> Any:
-        """GET ``path`` until it answers 200 or ``deadline`` (a `time.monotonic` value) passes; return its JSON.
+    def _get(self, path: str, deadline: float) -> bytes:
+        """GET ``path`` until it answers 200 or ``deadline`` (a `time.monotonic` value) passes; return its body.
 
         Each attempt may take what is left of the deadline (at most `ATTEMPT_TIMEOUT`): a slow answer is waited
         for, a refused connection or an error status is retried after a short pause.
@@ -444,15 +444,15 @@ class ZenmlServer:
                     f"{self.url}{path}", timeout=min(ATTEMPT_TIMEOUT, left)
                 ) as response:
                     if response.status == 200:
-                        return json.loads(response.read() or b"null")
+                        return bytes(response.read())
                     last = response.status
-            except (OSError, ValueError) as exc:  # refused, reset, timed out, HTTP error, half-written body
+            except OSError as exc:  # refused, reset, timed out, an HTTP error status
                 last = exc
             time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
 
     def info(self) -> dict[str, Any]:
         """Return ``GET /api/v1/info`` (public: no login needed), polled until `READY_DEADLINE`."""
-        return dict(self._get_json("/api/v1/info", time.monotonic() + READY_DEADLINE))
+        return dict(json.loads(self._get("/api/v1/info", time.monotonic() + READY_DEADLINE)))
 
     def client_env(self, workdir: Path) -> dict[str, str]:
         """The environment of a `Client` that talks to this server over REST."""
