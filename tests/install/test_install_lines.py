@@ -4,7 +4,8 @@ A ``pip install`` that names our distributions on the index (``multicloud-store`
 cannot work until they are published, so such a line must say so (the word "published" on the same line).
 Every other ``pip install`` line is run as written, with ``bash``, in a fresh virtual environment whose working
 directory is a fresh copy of the checkout; then each backend it installed must load, and a line that goes on to
-``multicloud-store check`` runs that too. ``nox`` parts of a line are not run here (this runs inside nox).
+``multicloud-store check`` runs that too. ``nox`` parts of a line are not run here (this runs inside nox), nor
+is a Dockerfile's ``RUN pip install`` (it is held to the "published" rule only).
 
 Slow (a fresh install per distinct line): ``nox -s install`` runs it.
 """
@@ -38,6 +39,7 @@ class InstallLine:
     lineno: int
     text: str  # the source line (and a table row's column header), for the "published" marker
     command: str  # the command as written, comment stripped
+    runnable: bool = True  # False in a Dockerfile: it runs in an image, not on this machine
 
 
 def _commands(line: str, in_code_block: bool) -> list[str]:
@@ -74,7 +76,8 @@ def install_lines() -> list[InstallLine]:
                 if fence is None and stripped.startswith("|"):
                     column = next((i for i, cell in enumerate(_cells(stripped)) if command in cell), -1)
                     context += " " + (header[column] if 0 <= column < len(header) else "")
-                found.append(InstallLine(str(page.relative_to(ROOT)), lineno, context, command))
+                runnable = (fence or "").lower() != "dockerfile"
+                found.append(InstallLine(str(page.relative_to(ROOT)), lineno, context, command, runnable))
     return found
 
 
@@ -106,7 +109,7 @@ def _is_published_form(command: str) -> bool:
 
 
 LINES = install_lines()
-TO_RUN = sorted({line.command for line in LINES if not _is_published_form(line.command)})
+TO_RUN = sorted({line.command for line in LINES if line.runnable and not _is_published_form(line.command)})
 
 
 def test_the_pages_have_install_lines() -> None:
