@@ -360,6 +360,50 @@ class TestFailures:
         assert owner.get_secret_values(sid) == {"v": "1"}
 
 
+class TestRealServerFailures:
+    def test_read_only_database_is_unavailable_not_denied(
+        self, postgres: PostgresServer | None, make_driver: MakeDriver
+    ) -> None:
+        """A standby (or a database set read-only) refuses writes with 25006: unavailable, reads still work."""
+        if postgres is None:
+            pytest.skip("needs the tests' own PostgreSQL server")
+        database = "ro_" + uuid.uuid4().hex[:8]
+        postgres.execute(f"CREATE DATABASE {database}")
+        store = _store(make_driver(postgres.url(database)))
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        postgres.execute(f"ALTER DATABASE {database} SET default_transaction_read_only = on")
+        readonly = _store(make_driver(postgres.url(database)))  # new sessions pick the setting up
+        assert readonly.get_secret_values(sid) == {"v": "1"}
+        with pytest.raises(BackendUnavailableError) as info:
+            readonly.update_secret_values(sid, {"v": "2"})
+        assert "25006" in str(info.value) and "read-only" in str(info.value)
+        assert readonly.get_secret_values(sid) == {"v": "1"}
+
+    @pytest.mark.parametrize("url_fixture", ["postgres_url", "mysql_url"])
+    def test_statement_timeout_on_a_locked_row(
+        self, request: pytest.FixtureRequest, make_driver: MakeDriver, url_fixture: str
+    ) -> None:
+        """A row locked by another transaction: the write gives up after the statement timeout, changes nothing."""
+        url: str = request.getfixturevalue(url_fixture)
+        driver = make_driver(url, table=unique_table_name(), statement_timeout=2)
+        store = _store(driver)
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        name = store.secret_name(sid)
+        locker = make_driver(url, table=driver.settings.table)
+        with locker.engine.connect() as connection:
+            transaction = connection.begin()
+            t = locker.table
+            connection.execute(select(t.c.name).where(t.c.name == name).with_for_update()).all()
+            with pytest.raises(BackendUnavailableError):
+                driver.replace(name, "changed", {})
+            transaction.rollback()
+        assert store.get_secret_values(sid) == {"v": "1"}
+        store.update_secret_values(sid, {"v": "2"})  # the pool recovered from the timed-out connection
+        assert store.get_secret_values(sid) == {"v": "2"}
+
+
 # -- deadlocks and serialization failures ---------------------------------------------------------------------
 
 
