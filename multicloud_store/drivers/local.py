@@ -664,7 +664,7 @@ class LocalDriver:
             raise SecretNotFoundError(f"secret {name!r} not found")
         key_id, nonce, ciphertext, labels_text = row
         payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
-        return StoredSecret(name, payload, _parse_labels(labels_text))
+        return StoredSecret(name, payload, _Labels(labels_text))
 
     def replace(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Replace a secret's payload in one statement; see `SecretsDriver.replace`."""
@@ -914,6 +914,34 @@ def _aad(name: str, labels_text: str) -> bytes:
 
 def _labels_text(labels: Mapping[str, str]) -> str:
     return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+class _Labels(Mapping[str, str]):
+    """A row's labels, parsed on first use: a read needs them only when the payload is not ours (rare)."""
+
+    __slots__ = ("_parsed", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._parsed: dict[str, str] | None = None
+
+    def _get(self) -> dict[str, str]:
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = _parse_labels(self._text)
+        return parsed
+
+    def __getitem__(self, key: str) -> str:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(self._get())
 
 
 def _parse_labels(text: str) -> dict[str, str]:
