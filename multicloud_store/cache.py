@@ -55,7 +55,8 @@ class ReadCache:
         self._lock = threading.Lock()
         self._generation = 0
         # Statistics for the cache instruments (multicloud_store.observability): plain counters, since a racy
-        # increment only loses a count and a lock would cost more than the hit itself.
+        # increment only loses a count and a lock would cost more than the hit itself. Hits are counted by the
+        # store, and only while telemetry is on: the hit path is the one that must cost nothing extra.
         self.hits = 0
         self.misses = 0
         self.evictions = 0
@@ -87,7 +88,6 @@ class ReadCache:
             if self._clock() >= entry.stale_until:
                 self._drop_if_same(key, entry)
             return False, None
-        self.hits += 1
         return True, (dict(entry.values) if entry.values is not None else None)
 
     def stale(self, key: str) -> dict[str, str] | None:

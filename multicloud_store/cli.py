@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -329,10 +330,64 @@ def _eventually(read: Callable[[], object], wanted: object, wait_seconds: float)
         delay = min(delay * 2, 2.0)
 
 
+def _probe(args: argparse.Namespace, out: TextIO) -> int:
+    """One cheap authenticated call (the driver's health check), bounded by --timeout; one JSON line.
+
+    The call runs in a daemon thread: a backend that never answers cannot hold the probe past its timeout, and
+    the process exits without waiting for it.
+    """
+    from multicloud_store.errors import MultiCloudStoreError
+    from multicloud_store.observability import outcome_of
+
+    found: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            store = _store(args)
+            found["backend"] = store.backend
+            called = time.perf_counter()
+            try:
+                store.check()
+            finally:
+                # The latency is the call's: building the store (imports, settings) is not the backend's.
+                found["seconds"] = time.perf_counter() - called
+                store.close()
+        except BaseException as exc:  # reported below; a daemon thread has nobody else to tell
+            found["error"] = exc
+
+    thread = threading.Thread(target=run, name="multicloud-store-probe", daemon=True)
+    thread.start()
+    thread.join(args.timeout)
+    line: dict[str, Any] = {
+        "outcome": "ok",
+        "backend": found.get("backend"),
+        "latency_ms": None,
+        "error": None,
+    }
+    if thread.is_alive():
+        line.update(outcome="timeout", error="timeout")
+        line["message"] = f"no answer within {args.timeout:g} s (--timeout)"
+        code = EXIT_UNAVAILABLE
+    else:
+        seconds = found.get("seconds")
+        line["latency_ms"] = round(seconds * 1000, 1) if seconds is not None else None
+        error = found.get("error")
+        code = EXIT_OK
+        if error is not None:
+            code = _exit_code(error)
+            line.update(outcome=outcome_of(error), error=type(error).__name__)
+            # A foreign exception's text could carry anything: its type only, as for every error.
+            line["message"] = _error_text(error) if isinstance(error, MultiCloudStoreError) else None
+    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+    return code
+
+
 def cmd_check(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Run a live round trip of all four interface calls on a throw-away id, with timings."""
     from multicloud_store.errors import BackendError, SecretNotFoundError
 
+    if args.probe:
+        return _probe(args, out)
     store = _store(args)
     sid = uuid.uuid4()
     steps: list[dict[str, Any]] = []
@@ -450,7 +505,7 @@ def cmd_get(args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
     """Print a secret's keys, or its values with --reveal."""
     sid = _parse_id(args.id)
     with _store(args) as store:
-        values = store.get_secret_values(sid)
+        values = store.refresh(sid) if args.refresh else store.get_secret_values(sid)
     if args.reveal:
         lines = [_reveal_line(k, v) for k, v in values.items()]
         if any(quoted for _, quoted in lines) and not args.json:
@@ -601,6 +656,13 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _probe_timeout(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser.
 
@@ -651,6 +713,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a read after an update or delete may lag, where the service documents eventual "
         "consistency, before the check fails (default 30)",
     )
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="only one cheap authenticated call (for a liveness or readiness probe): prints one JSON line "
+        "with the outcome, latency and error class; exit 0 when healthy",
+    )
+    check.add_argument(
+        "--timeout",
+        type=_probe_timeout,
+        default=5.0,
+        metavar="SECONDS",
+        help="with --probe: give up after this long with outcome 'timeout' and exit code 6 (default 5)",
+    )
 
     def add_values(command: argparse.ArgumentParser) -> None:
         command.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="values as arguments")
@@ -679,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
     get = add("get", cmd_get, "print a secret's keys (values only with --reveal)")
     get.add_argument("id", help="the secret's UUID")
     get.add_argument("--reveal", action="store_true", help="print the values too")
+    get.add_argument(
+        "--refresh",
+        action="store_true",
+        help="read from the backend now, bypassing the read cache (SecretsStore.refresh)",
+    )
     delete = add("delete", cmd_delete, "delete a secret")
     delete.add_argument("id", help="the secret's UUID")
     delete.add_argument(

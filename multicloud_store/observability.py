@@ -168,9 +168,13 @@ class Telemetry:
     """The tracer and the instruments, built once a real provider is installed.
 
     Built through the API's global providers; the store reaches it through `SWITCH`.
+
+    Args:
+        tracer_provider: A provider to use instead of the global one (tests).
+        meter_provider: A provider to use instead of the global one (tests).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         from opentelemetry import metrics, trace
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
@@ -180,8 +184,8 @@ class Telemetry:
         self._kind = SpanKind.CLIENT
         self._status = Status
         self._error_code = StatusCode.ERROR
-        self.tracer = trace.get_tracer("multicloud_store", __version__)
-        meter = metrics.get_meter("multicloud_store", __version__)
+        self.tracer = trace.get_tracer("multicloud_store", __version__, tracer_provider=tracer_provider)
+        meter = metrics.get_meter("multicloud_store", __version__, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
             "multicloud_store.operation.duration",
             unit="s",

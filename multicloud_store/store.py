@@ -490,6 +490,7 @@ class SecretsStore(SecretsStoreInterface):
         hit, cached = cache.lookup(name)
         if hit:
             if telemetry is not None:
+                cache.hits += 1
                 telemetry.note_cache("hit")
             if cached is None:
                 raise SecretNotFoundError(f"secret {sid} not found", secret_id=sid, backend=self.backend)
@@ -771,6 +772,8 @@ class SecretsStore(SecretsStoreInterface):
             if self._cache is not None:
                 hit, cached = self._cache.lookup(self._name(sid))
                 if hit:
+                    if telemetry is not None:
+                        self._cache.hits += 1
                     outcomes[sid] = (
                         ReadOutcome("ok", cached)
                         if cached is not None
