@@ -645,14 +645,17 @@ def test_selecting_aws_loads_no_other_cloud_sdk(tmp_path: Any) -> None:
         "from multicloud_store import SecretsStore\n"
         "store = SecretsStore.from_env({'MULTICLOUD_STORE_BACKEND': 'aws', 'MULTICLOUD_STORE_AWS_REGION': 'us-east-1'})\n"
         "store.driver.client\n"
-        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, cwd=tmp_path
     )
-    modules = set(json.loads(result.stdout))
-    assert {"boto3", "botocore", "multicloud_store_aws"} <= modules
-    assert not {"google", "azure", "grpc", "multicloud_store_gcp", "multicloud_store_azure"} & modules
+    loaded = set(json.loads(result.stdout))
+    roots = {name.split(".")[0] for name in loaded}
+    assert {"boto3", "botocore", "multicloud_store_aws"} <= roots
+    assert not {"google", "azure", "grpc"} & roots
+    # The registry may read other backends' SDK-free settings modules (to know their variables), never a driver.
+    assert not {"multicloud_store_gcp.driver", "multicloud_store_azure.driver"} & loaded
 
 
 def test_debug_logs_hold_no_values_or_credentials(
