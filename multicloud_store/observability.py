@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import logging
 import os
 import sys
 import threading
@@ -486,10 +487,11 @@ class Switch:
     per process, never unset), then the `Telemetry` for good. Reading it is the whole cost on a cache hit.
     """
 
-    __slots__ = ("_lock", "_metrics", "_trace", "telemetry")
+    __slots__ = ("_failed", "_lock", "_metrics", "_trace", "telemetry")
 
     def __init__(self) -> None:
         self.telemetry: Telemetry | None = None
+        self._failed = False
         self._trace: Any = None
         self._metrics: Any = None
         self._lock = threading.Lock()
@@ -533,10 +535,17 @@ class Switch:
         self._trace = trace_module
         return self.poll()
 
-    def _build(self) -> Telemetry:
+    def _build(self) -> Telemetry | None:
         with self._lock:
-            if self.telemetry is None:
-                self.telemetry = Telemetry()
+            if self.telemetry is None and not self._failed:
+                try:
+                    self.telemetry = Telemetry()
+                except Exception as exc:  # an API too old or broken: the store must work on regardless
+                    self._failed = True
+                    logging.getLogger("multicloud_store").warning(
+                        "OpenTelemetry is installed but unusable (%s): no traces or metrics from the store",
+                        type(exc).__name__,
+                    )
             return self.telemetry
 
 
