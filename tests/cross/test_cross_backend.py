@@ -18,7 +18,7 @@ from multicloud_store import SecretsStore
 from multicloud_store.errors import InvalidSecretError, MultiCloudStoreError
 from multicloud_store.migrate import migrate
 
-BACKENDS = ["local", "aws", "gcp-grpc", "gcp-rest", "azure", "vault"]
+BACKENDS = ["local", "aws", "gcp-grpc", "gcp-rest", "azure", "vault", "sql"]
 
 
 def _store(envs: dict[str, dict[str, str]], backend: str, deployment: str) -> SecretsStore:
