@@ -199,3 +199,40 @@ def test_install_line_works_as_written(command: str, checkout: Path, tmp_path: P
         assert probe.returncode == 0, f"{command!r} did not install backend {name}:\n{probe.stderr}"
     if "multicloud-store check" in command:
         assert "delete" in run.stdout.lower(), run.stdout
+
+
+def test_not_installed_error_prints_a_command_that_works(checkout: Path, tmp_path: Path) -> None:
+    """Core installed from a checkout, backend missing: the CLI's error names a command, and that command works."""
+    uv = shutil.which("uv")
+    assert uv, "uv is needed to create the fresh virtual environments (nox -s install installs it)"
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "--seed", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    env = {
+        "PATH": f"{venv / 'bin'}{os.pathsep}/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
+        "HOME": str(tmp_path),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR") or str(Path.home() / ".cache" / "pip"),
+    }
+
+    def sh(command: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", command],
+            cwd=checkout,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    assert sh("pip install .").returncode == 0
+    failed = sh("multicloud-store check", MULTICLOUD_STORE_BACKEND="aws")
+    assert failed.returncode != 0
+    found = re.search(r"(pip install [^(\n]*?)\s*(\(|$)", failed.stderr, re.M)
+    assert found, failed.stderr
+    command = found.group(1)
+    assert "multicloud-store[aws]" not in command  # the extra cannot install from a checkout
+    assert str(checkout / "backends" / "aws") in command
+    assert sh(command).returncode == 0, command
+    probe = sh("python -c 'from multicloud_store.registry import load_driver_class as l; l(\"aws\")'")
+    assert probe.returncode == 0, probe.stderr
