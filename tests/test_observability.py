@@ -109,6 +109,20 @@ def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     captured.meter_provider.shutdown()
 
 
+@pytest.fixture
+def library_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """Capture the library's DEBUG lines on its own logger: the CLI turns its propagation off."""
+    logger = logging.getLogger("multicloud_store")
+    saved = logger.level, logger.propagate
+    logger.addHandler(caplog.handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # captured once, by the handler above
+    yield caplog
+    logger.removeHandler(caplog.handler)
+    logger.setLevel(saved[0])
+    logger.propagate = saved[1]
+
+
 def memory_store(**settings: Any) -> SecretsStore:
     return SecretsStore(StoreSettings(backend="memory", **settings), driver=MemoryDriver())
 
@@ -408,8 +422,9 @@ def test_migrate_span_parents_the_copies(otel: Captured) -> None:
 
 
 def test_sentinel_scan_of_every_span_metric_and_log_field(
-    otel: Captured, caplog: pytest.LogCaptureFixture, tmp_path: Path
+    otel: Captured, library_log: pytest.LogCaptureFixture
 ) -> None:
+    caplog = library_log
     shared: dict[str, Any] = {}
     ours = SecretsStore(
         StoreSettings(backend="memory", cache_ttl_seconds=60, deployment_id="ours"),
@@ -421,7 +436,6 @@ def test_sentinel_scan_of_every_span_metric_and_log_field(
     taken = uuid.uuid4()
     theirs.store_secret_values(taken, {SENTINEL + "-key": SENTINEL})
     otel.reset()
-    caplog.set_level(logging.DEBUG, logger="multicloud_store")
     sid = uuid.uuid4()
     ours.store_secret_values(sid, {"k": SENTINEL})
     ours.get_secret_values(sid)
@@ -458,13 +472,13 @@ def test_sentinel_scan_of_every_span_metric_and_log_field(
 # -- log fields -----------------------------------------------------------------------------------------------
 
 
-def test_log_lines_carry_the_span_fields(caplog: pytest.LogCaptureFixture) -> None:
+def test_log_lines_carry_the_span_fields(library_log: pytest.LogCaptureFixture) -> None:
+    caplog = library_log
     driver = MemoryDriver()
     store = SecretsStore(
         StoreSettings(backend="memory", cache_ttl_seconds=60, cache_jitter=0, cache_stale_seconds=600),
         driver=driver,
     )
-    caplog.set_level(logging.DEBUG, logger="multicloud_store")
     sid = uuid.uuid4()
     store.store_secret_values(sid, {"k": SENTINEL})
     with pytest.raises(SecretNotFoundError):
@@ -785,8 +799,9 @@ def test_a_provider_installed_after_the_store_was_built_is_picked_up() -> None:
 
 
 def test_an_unusable_api_leaves_the_store_working(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    monkeypatch: pytest.MonkeyPatch, library_log: pytest.LogCaptureFixture
 ) -> None:
+    caplog = library_log
     from types import SimpleNamespace
 
     from multicloud_store import observability
