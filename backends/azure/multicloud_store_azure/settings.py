@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Literal, NoReturn
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, SettingsConfigDict
 
 __all__ = ["AzureSettings", "CredentialKind"]
 

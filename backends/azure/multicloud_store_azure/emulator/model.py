@@ -521,6 +521,9 @@ class VaultModel:
         """Serve one request; shared by the HTTPS server and the in-process transport."""
         if self.latency > 0:
             time.sleep(self.latency)
+        # The service's clock, to the second, read before the request is served: a client that sees second T
+        # knows the answer reflects every write made before T.
+        date = email.utils.formatdate(usegmt=True)
         try:
             ctx = _RequestContext(method, url, headers, body)
             kind, args = _route(ctx.method, ctx.path)
@@ -543,8 +546,7 @@ class VaultModel:
         response.headers.setdefault("x-ms-request-id", str(uuid.uuid4()))
         response.headers.setdefault("x-ms-keyvault-service-version", _SERVICE_VERSION)
         response.headers.setdefault("Cache-Control", "no-cache")
-        # The service's clock, to the second, as the real service sends it.
-        response.headers.setdefault("Date", email.utils.formatdate(usegmt=True))
+        response.headers.setdefault("Date", date)
         return response
 
     def _gate(self, kind: str, args: list[str]) -> _Gate | None:

@@ -135,10 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.send_response(response.status)  # sends Date itself
+        # Not send_response(), whose Date header would be the time of the answer rather than the model's.
+        self.send_response_only(response.status)
+        self.send_header("Server", self.version_string())
         for key, value in response.headers.items():
-            if key.lower() != "date":
-                self.send_header(key, value)
+            self.send_header(key, value)
         self.send_header("Content-Length", str(len(response.body)))
         if self.close_connection:
             self.send_header("Connection", "close")
