@@ -542,7 +542,9 @@ def _check_with(monkeypatch: pytest.MonkeyPatch, driver: object, *args: str) -> 
     from multicloud_store.store import SecretsStore
 
     monkeypatch.setattr(
-        cli, "_store", lambda _args: SecretsStore(StoreSettings(backend="memory"), driver=driver)
+        cli,
+        "_store",
+        lambda _args: SecretsStore(StoreSettings(backend="memory"), driver=driver),  # type: ignore[arg-type]
     )
     out, err = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stderr", err)
