@@ -1,4 +1,4 @@
-"""Configuration from the environment, typed and validated by pydantic-settings.
+"""Configuration from the environment, typed and validated by pydantic.
 
 `StoreSettings` holds what the dispatcher needs (``MULTICLOUD_STORE_*``); each driver owns a settings class of its
 own, derived from `EnvSettings`, for ``MULTICLOUD_STORE_<BACKEND>_*``. Every class can be read from the process
@@ -11,22 +11,35 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import importlib
+import json
 import logging
 import os
 import threading
+import typing
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from multicloud_store.errors import ConfigurationError
 
 __all__ = [
     "ENV_PREFIX",
     "EnvSettings",
+    "NoDecode",
+    "SettingsConfigDict",
     "StoreSettings",
     "describe_settings",
     "read_env_file",
@@ -46,26 +59,116 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 )
 
 
-class _MappingEnvSource(EnvSettingsSource):
-    """The ordinary environment source, reading from a given mapping instead of `os.environ`."""
+class SettingsConfigDict(ConfigDict, total=False):
+    """pydantic's model configuration plus the environment keys `EnvSettings` reads.
 
-    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
-        self._environ = environ
-        super().__init__(settings_cls)
+    Attributes:
+        env_prefix: Prepended to a field's name to give its variable (fields with a ``validation_alias`` are read
+            from the alias's names instead, without the prefix).
+        case_sensitive: Whether variable names are matched case-sensitively (default: no).
+        env_ignore_empty: Treat a variable set to the empty string as unset (default: no).
+    """
 
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        # What pydantic-settings does with os.environ: fold case unless case-sensitive, drop empty values if asked.
-        return {
-            (key if self.case_sensitive else key.lower()): value
-            for key, value in self._environ.items()
-            if not (self.env_ignore_empty and value == "")
-        }
+    env_prefix: str
+    case_sensitive: bool
+    env_ignore_empty: bool
 
 
-class EnvSettings(BaseSettings):
+class NoDecode:
+    """Mark a list or tuple field, ``Annotated[tuple[str, ...], NoDecode]``, whose variable is not JSON.
+
+    Such a field gets the variable's raw text, for a ``mode="before"`` validator to split.
+    """
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether a field's variable holds JSON (a list, tuple, set, mapping or model), as pydantic-settings reads it."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_complex(typing.get_args(annotation)[0])
+    if origin is typing.Union or type(annotation).__name__ == "UnionType":
+        return any(_is_complex(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    candidate = origin or annotation
+    if isinstance(candidate, type):
+        if issubclass(candidate, (BaseModel, list, tuple, set, frozenset, dict)):
+            return True
+        return candidate.__module__ == "collections.abc" and candidate.__name__ in (
+            "Mapping",
+            "Sequence",
+            "Set",
+        )
+    return False
+
+
+def _environment_values(cls: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read ``cls``'s fields from ``environ``: what pydantic-settings' environment source does, without its import.
+
+    A field is read from ``env_prefix + name``, or from each name of its ``validation_alias`` (first found wins);
+    names fold case unless ``case_sensitive``; list, tuple, mapping and model fields are parsed as JSON unless
+    marked `NoDecode`. The keys returned are the ones the model validates (the field name or the alias).
+    """
+    config = cls.model_config
+    case_sensitive = bool(config.get("case_sensitive", False))
+    prefix = str(config.get("env_prefix", "") or "")
+    ignore_empty = bool(config.get("env_ignore_empty", False))
+    names = environ if case_sensitive else {key.lower(): value for key, value in environ.items()}
+    out: dict[str, Any] = {}
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            candidates = [
+                choice if isinstance(choice, str) else str(choice.path[0]) for choice in alias.choices
+            ]
+        elif isinstance(alias, AliasPath):
+            candidates = [str(alias.path[0])]
+        elif isinstance(alias, str):
+            candidates = [alias]
+        else:
+            candidates = []
+        by_name = bool(config.get("populate_by_name") or config.get("validate_by_name"))
+        lookups = [(key, key) for key in candidates]
+        if not candidates or by_name:
+            lookups.append((name, prefix + name))
+        for key, variable in lookups:
+            value = names.get(variable if case_sensitive else variable.lower())
+            if value is None or (ignore_empty and value == ""):
+                continue
+            if _is_complex(field.annotation) and not any(
+                marker is NoDecode or isinstance(marker, NoDecode) for marker in field.metadata
+            ):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    raise ConfigurationError(
+                        f"invalid configuration: {variable.upper()} must be valid JSON",
+                        variable=variable.upper(),
+                    ) from None
+            # As pydantic-settings does: a value found under any alias is handed over under the first one.
+            out[key if key == name and by_name else lookups[0][0]] = value
+            break
+    return out
+
+
+def _field_of(cls: type[BaseModel], key: str) -> str | None:
+    """The field an init keyword sets: its name, or one of its ``validation_alias`` names."""
+    if key in cls.model_fields:
+        return key
+    for name, field in cls.model_fields.items():
+        alias = field.validation_alias
+        if alias == key or (
+            isinstance(alias, AliasChoices) and any(choice == key for choice in alias.choices)
+        ):
+            return name
+    return None
+
+
+class EnvSettings(BaseModel):
     """Base of every settings class: environment variables only, errors that name the variable.
 
-    Subclasses set ``model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_<BACKEND>_")``.
+    Subclasses set ``model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_<BACKEND>_")``. Keyword
+    arguments win over the environment. The environment is read by a small source of our own rather than by
+    pydantic-settings, whose import (asyncio, dotenv and cloud secret sources) cost more than the rest of a cold
+    start of the local backend.
     """
 
     # hide_input_in_errors: a rejected value may be a credential; errors name the variable, never the input.
@@ -76,24 +179,21 @@ class EnvSettings(BaseSettings):
         validate_default=True,
         frozen=True,
         hide_input_in_errors=True,
+        arbitrary_types_allowed=True,
     )
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Read init arguments, then the environment (or the mapping given to `from_environ`); no dotenv."""
+    def __init__(self, **values: Any) -> None:
         environ = _ENVIRON.get()
-        if environ is not None:
-            return (init_settings, _MappingEnvSource(settings_cls, environ))
-        return (init_settings, env_settings)
+        found = _environment_values(type(self), os.environ if environ is None else environ)
+        if values:
+            # A keyword names its field by name or alias: the environment's value for that field gives way.
+            overridden = {_field_of(type(self), key) for key in values}
+            found = {
+                key: value for key, value in found.items() if _field_of(type(self), key) not in overridden
+            }
+        super().__init__(**found, **values)
 
     @classmethod
     def env_name(cls, field_name: str) -> str:
@@ -173,7 +273,7 @@ class EnvSettings(BaseSettings):
         return out
 
 
-def _is_path_field(cls: type[BaseSettings], name: str) -> bool:
+def _is_path_field(cls: type[BaseModel], name: str) -> bool:
     field = cls.model_fields.get(name)
     if field is None:
         return False
@@ -388,20 +488,31 @@ def unknown_variables(
     """
     from multicloud_store.registry import known_variables, opaque_variable_prefixes
 
-    names = known if known is not None else known_variables()
-    opaque = opaque_variable_prefixes()
-    out: dict[str, str | None] = {}
-    for variable in sorted(environ):
+    def settled(variable: str, names: Collection[str], opaque: tuple[str, ...]) -> bool:
         upper = variable.upper()
-        if not upper.startswith(prefix):
-            continue
         as_ours = ENV_PREFIX + upper[len(prefix) :]
-        if (
+        return (
             upper[len(prefix) :] in also_known
             or as_ours in names
             or as_ours in _EXTRA_KNOWN
             or as_ours.startswith((*_KNOWN_FAMILIES, *opaque))
-        ):
+        )
+
+    ours = [variable for variable in sorted(environ) if variable.upper().startswith(prefix)]
+    if known is None:
+        # Cold start: most runs set only known variables. Check them against the settings classes of the
+        # backends they name first; every installed backend's settings (and the entry-point scan) only for a
+        # variable that is left over, which is rare: a typo, or a third-party backend's.
+        quick = _variables_of_named_backends([ENV_PREFIX + v.upper()[len(prefix) :] for v in ours])
+        ours = [variable for variable in ours if not settled(variable, quick, ())]
+        if not ours:
+            return {}
+    names = known if known is not None else known_variables()
+    opaque = opaque_variable_prefixes()
+    out: dict[str, str | None] = {}
+    for variable in ours:
+        upper = variable.upper()
+        if settled(variable, names, opaque):
             continue
         # Compare what follows the prefix: the shared prefix would make every name look close.
         suffixes = sorted(name[len(ENV_PREFIX) :] for name in names if name.startswith(ENV_PREFIX))
@@ -412,6 +523,34 @@ def unknown_variables(
         )
         out[variable] = (prefix + close[0]) if close else None
     return out
+
+
+def _variables_of_named_backends(variables: Collection[str]) -> frozenset[str]:
+    """The variables of the settings classes imported so far, plus those of the backends ``variables`` name.
+
+    ``MULTICLOUD_STORE_AWS_*`` names ``aws``, whose settings module is imported by its path: no entry-point scan.
+    """
+    from multicloud_store.registry import KNOWN_DISTRIBUTIONS
+
+    modules = {
+        "local": "multicloud_store.drivers.local",
+        "memory": "multicloud_store.drivers.memory",
+        "zenml": "multicloud_store.integrations.zenml_layout",
+        **{name: f"multicloud_store_{name}.settings" for name in KNOWN_DISTRIBUTIONS},
+    }
+    for variable in variables:
+        family = variable.upper().removeprefix(ENV_PREFIX).partition("_")[0].lower()
+        module = modules.get(family)
+        if module is not None:
+            with contextlib.suppress(Exception):  # not installed, or broken: the full scan decides
+                importlib.import_module(module)
+    names: set[str] = set()
+    pending: list[type[EnvSettings]] = [EnvSettings]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        names.update(cls.env_name(field) for field in cls.model_fields)
+    return frozenset(names)
 
 
 def unknown_variable_message(variable: str, suggestion: str | None) -> str:

@@ -33,7 +33,6 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import (
@@ -61,7 +60,7 @@ from multicloud_store.sealing import (
     key_check_opens,
     seal_key_check,
 )
-from multicloud_store.settings import _ENVIRON, EnvSettings
+from multicloud_store.settings import _ENVIRON, EnvSettings, SettingsConfigDict
 
 __all__ = ["LocalDriver", "LocalSettings", "RotationReport", "default_path"]
 

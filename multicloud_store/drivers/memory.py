@@ -13,11 +13,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import ClassVar
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import BackendUnavailableError, SecretExistsError, SecretNotFoundError
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, SettingsConfigDict
 
 __all__ = ["MemoryDriver", "MemorySettings"]
 

@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError, SecretCorruptedError, SecretNotFoundError
-from multicloud_store.settings import EnvSettings, StoreSettings
+from multicloud_store.settings import EnvSettings, SettingsConfigDict, StoreSettings
 
 if TYPE_CHECKING:
     from multicloud_store.driver import SecretsDriver

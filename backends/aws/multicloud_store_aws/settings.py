@@ -11,10 +11,9 @@ from typing import Any, ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, SettingsConfigDict
 
 __all__ = ["AwsSettings", "mask_url"]
 

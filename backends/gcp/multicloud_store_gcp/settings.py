@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["GcpSettings", "mask_url"]
 

@@ -14,10 +14,9 @@ from typing import ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
 
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, SettingsConfigDict
 
 __all__ = ["DEFAULT_KUBERNETES_TOKEN_FILE", "VaultSettings", "read_credential_file"]
 
