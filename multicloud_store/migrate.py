@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TextIO
 from uuid import UUID
 
-from multicloud_store.errors import MultiCloudStoreError, SecretCorruptedError, SecretNotFoundError
+from multicloud_store.errors import (
+    MultiCloudStoreError,
+    SecretCorruptedError,
+    SecretIncompleteError,
+    SecretNotFoundError,
+)
 from multicloud_store.observability import SWITCH, traced_migration
 
 if TYPE_CHECKING:
@@ -37,7 +42,7 @@ __all__ = ["MigrationReport", "MigrationSource", "SameStoreError", "environ_from
 
 logger = logging.getLogger("multicloud_store.migrate")
 
-Action = Literal["created", "updated", "skipped", "failed", "corrupted"]
+Action = Literal["created", "updated", "skipped", "failed", "corrupted", "empty"]
 
 
 class SameStoreError(ValueError):
@@ -70,6 +75,8 @@ class MigrationReport:
         skipped: Secrets already identical in the target.
         failed: Ids that could not be copied or verified, with the error's type and message (no values).
         corrupted: Source ids whose secret fails its integrity check (not copied), with the message.
+        empty: Source ids that are listed but hold no value: the leftover of a store interrupted between its
+            steps (GCP). Nothing to copy; ``delete_source`` deletes them with the rest.
         deleted: Source secrets deleted after the run (``delete_source``).
         remaining: With ``delete_source``: ids the source still lists after the deletion pass.
         deletion_skipped: With ``delete_source``: why the source was not deleted, or None.
@@ -83,6 +90,7 @@ class MigrationReport:
     skipped: int = 0
     failed: dict[UUID, str] = field(default_factory=dict)
     corrupted: dict[UUID, str] = field(default_factory=dict)
+    empty: list[UUID] = field(default_factory=list)
     deleted: int = 0
     remaining: list[UUID] = field(default_factory=list)
     deletion_skipped: str | None = None
@@ -93,12 +101,18 @@ class MigrationReport:
     @property
     def total(self) -> int:
         """Ids seen."""
-        return self.created + self.updated + self.skipped + len(self.failed) + len(self.corrupted)
+        return (
+            self.created + self.updated + self.skipped + len(self.failed) + len(self.corrupted) + len(self.empty)
+        )
 
     @property
     def ok(self) -> bool:
         """True when every secret was copied and, with ``delete_source``, the source is empty of them."""
         return not self.failed and not self.corrupted and not self.remaining
+
+
+class _SourceEmpty(Exception):
+    """The source lists the id but holds no value for it (an interrupted store)."""
 
 
 class _SourceCorrupted(Exception):
@@ -114,6 +128,8 @@ def _copy_one(source: MigrationSource, target: SecretsStore, sid: UUID, dry_run:
         values = source.get_secret_values(sid)
     except SecretCorruptedError as exc:
         raise _SourceCorrupted(exc) from exc
+    except SecretIncompleteError:
+        raise _SourceEmpty from None
     try:
         current: dict[str, str] | None = target.get_secret_values(sid)
     except SecretNotFoundError:
@@ -175,6 +191,8 @@ def migrate(
                 report.failed[sid] = f"{type(error).__name__}: {error}"
             elif action == "corrupted":
                 report.corrupted[sid] = str(error)
+            elif action == "empty":
+                report.empty.append(sid)
             else:
                 setattr(report, action, getattr(report, action) + 1)
                 report.copied.append(sid)
@@ -186,6 +204,8 @@ def migrate(
             record(sid, _copy_one(source, target, sid, dry_run))
         except _SourceCorrupted as exc:
             record(sid, "corrupted", exc.error)
+        except _SourceEmpty:
+            record(sid, "empty")
         except MultiCloudStoreError as exc:
             record(sid, "failed", exc)
         except Exception as exc:  # a foreign error: keep going, report its type only
@@ -206,6 +226,8 @@ def migrate(
             _bounded_map(
                 lambda sid: _delete_if_copied(source, target, sid, report, lock), iter(report.copied), workers
             )
+            # Leftovers hold nothing to compare: the source's own delete removes them (it checks their labels).
+            _bounded_map(lambda sid: _delete_leftover(source, sid, report, lock), iter(report.empty), workers)
             # Whatever the source still lists now was not deleted (a failure above, or written meanwhile).
             report.remaining = list(source.list_secret_ids())
     report.seconds = time.perf_counter() - started
@@ -237,6 +259,17 @@ def _delete_if_copied(
     try:
         if source.get_secret_values(sid) != target.get_secret_values(sid):
             raise MultiCloudStoreError(f"secret {sid} changed after it was copied; source kept")
+        source.delete_secret_values(sid)
+    except MultiCloudStoreError as exc:
+        with lock:
+            report.failed[sid] = f"{type(exc).__name__}: {exc}"
+        return
+    with lock:
+        report.deleted += 1
+
+
+def _delete_leftover(source: MigrationSource, sid: UUID, report: MigrationReport, lock: threading.Lock) -> None:
+    try:
         source.delete_secret_values(sid)
     except MultiCloudStoreError as exc:
         with lock:
@@ -354,6 +387,7 @@ def run_migrate_command(args: argparse.Namespace, out: TextIO) -> int:
                     "deleted": report.deleted,
                     "failed": {str(k): v for k, v in report.failed.items()},
                     "corrupted": {str(k): v for k, v in report.corrupted.items()},
+                    "empty": [str(k) for k in report.empty],
                     "remaining": [str(k) for k in report.remaining],
                     "deletion_skipped": report.deletion_skipped,
                     "seconds": round(report.seconds, 3),
@@ -425,6 +459,8 @@ def _summary(report: MigrationReport, out: TextIO) -> None:
     table.add_row("failed", str(len(report.failed)))
     if report.corrupted:
         table.add_row("corrupted in the source (not copied)", str(len(report.corrupted)))
+    if report.empty:
+        table.add_row("empty leftovers in the source (nothing to copy)", str(len(report.empty)))
     if report.deleted:
         table.add_row("deleted from source", str(report.deleted))
     if report.remaining:

@@ -217,12 +217,6 @@ def test_an_empty_secret_of_another_deployment_is_not_deleted(
     assert name in emulator.secret_names(PROJECT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="multicloud_store/migrate.py (not the GCP backend's file) counts a source id whose get raises "
-    "SecretIncompleteError as a failed copy, so --delete-source is skipped; it should treat it as nothing to "
-    "copy and delete it with the source",
-)
 def test_migrate_with_delete_source_resumes_over_an_empty_leftover(
     make_driver: MakeDriver,
     raw_client: secretmanager.SecretManagerServiceClient,
