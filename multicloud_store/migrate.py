@@ -102,7 +102,12 @@ class MigrationReport:
     def total(self) -> int:
         """Ids seen."""
         return (
-            self.created + self.updated + self.skipped + len(self.failed) + len(self.corrupted) + len(self.empty)
+            self.created
+            + self.updated
+            + self.skipped
+            + len(self.failed)
+            + len(self.corrupted)
+            + len(self.empty)
         )
 
     @property
@@ -268,7 +273,9 @@ def _delete_if_copied(
         report.deleted += 1
 
 
-def _delete_leftover(source: MigrationSource, sid: UUID, report: MigrationReport, lock: threading.Lock) -> None:
+def _delete_leftover(
+    source: MigrationSource, sid: UUID, report: MigrationReport, lock: threading.Lock
+) -> None:
     try:
         source.delete_secret_values(sid)
     except MultiCloudStoreError as exc:
