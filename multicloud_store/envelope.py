@@ -11,7 +11,7 @@ The version number lets a later release change the layout and still read what th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from typing import NamedTuple
 from uuid import UUID
 
 __all__ = ["ENVELOPE_VERSION", "Envelope", "EnvelopeError", "decode", "encode"]
@@ -24,19 +24,21 @@ class EnvelopeError(ValueError):
     """The payload is not an envelope this version can read. The message never contains the payload."""
 
 
-@dataclass(frozen=True)
-class Envelope:
-    """A decoded payload.
+class Envelope(NamedTuple):
+    """A decoded payload (immutable; a tuple, which is built faster than a frozen dataclass on every read).
 
     Attributes:
         deployment: The deployment id that wrote it.
         secret_id: The secret id it was written for.
-        values: The secret values.
+        values: The secret values (never in the repr).
     """
 
     deployment: str
     secret_id: str
-    values: dict[str, str] = field(repr=False)
+    values: dict[str, str]
+
+    def __repr__(self) -> str:
+        return f"Envelope(deployment={self.deployment!r}, secret_id={self.secret_id!r})"
 
 
 def encode(deployment: str, secret_id: UUID, values: dict[str, str]) -> str:
