@@ -687,12 +687,12 @@ class SecretsStore(SecretsStoreInterface):
         if telemetry is not None and telemetry.outer():
             return telemetry.run("get", self.backend, self.refresh, secret_id, secret_id=secret_id)
         sid = _coerce_id(secret_id)
+        name = self._name(sid)
         cache = self._cache
         if cache is None:
-            return self.get_secret_values(sid)
+            return self._open(sid, self._call("get", sid, self.driver.read, name))
         if telemetry is not None:
             telemetry.note_cache("refresh")
-        name = self._name(sid)
         generation = cache.generation()
         try:
             values = self._open(sid, self._call("get", sid, self.driver.read, name))

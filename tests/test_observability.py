@@ -823,3 +823,15 @@ def test_an_unusable_api_leaves_the_store_working(
     assert switch.telemetry is None
     warnings = [r for r in caplog.records if "unusable" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_refresh_without_a_cache_is_one_get_span(otel: Captured) -> None:
+    store = memory_store()
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"k": "v"})
+    otel.reset()
+    assert store.refresh(sid) == {"k": "v"}
+    (get,) = otel.finished()
+    assert get.name == "multicloud_store.get"
+    assert attrs(get)["multicloud_store.round_trips"] == 1
+    assert "multicloud_store.cache" not in attrs(get)
