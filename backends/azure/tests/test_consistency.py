@@ -61,9 +61,9 @@ def _race(stores: list[SecretsStore], sid: uuid.UUID) -> list[BaseException | No
 
 
 @pytest.mark.parametrize(
-    ("point", "reverse"),
-    [(CHECK, False), (PUT, False), (PUT, True)],
-    ids=["checks-before-writes", "writes-back-to-back", "writes-reversed"],
+    ("point", "reverse", "skew"),
+    [(CHECK, False, 0), (PUT, False, 0), (PUT, True, 0), (PUT, True, 1)],
+    ids=["checks-before-writes", "writes-back-to-back", "writes-reversed", "default-clock-skew"],
 )
 def test_racing_creators_have_one_winner_whose_values_stay(
     make_driver: Callable[..., AzureDriver],
@@ -71,10 +71,11 @@ def test_racing_creators_have_one_winner_whose_values_stay(
     raw_client: SecretClient,
     point: str,
     reverse: bool,
+    skew: int,
 ) -> None:
     # Separate drivers share no lock, as separate processes would not.
     emulator.interleave(point, parties=3, reverse=reverse)
-    stores = [_store(make_driver()) for _ in range(3)]
+    stores = [_store(make_driver(clock_skew=skew)) for _ in range(3)]
     sid = uuid.uuid4()
     outcomes = _race(stores, sid)
     assert not [exc for exc in outcomes if exc is not None and not isinstance(exc, SecretExistsError)]
