@@ -123,6 +123,8 @@ def backend_envs(
             "MULTICLOUD_STORE_AZURE_VAULT_URL": azure_emulator.vault_url,  # type: ignore[attr-defined]
             "MULTICLOUD_STORE_AZURE_ACCESS_TOKEN": "emulator-token",
             "MULTICLOUD_STORE_AZURE_CA_BUNDLE": azure_emulator.ca_cert_path,  # type: ignore[attr-defined]
+            # The emulator shares this machine's clock: no skew to wait out in the exclusive-create protocol.
+            "MULTICLOUD_STORE_AZURE_CLOCK_SKEW": "0",
         },
         "vault": {
             "MULTICLOUD_STORE_BACKEND": "vault",
