@@ -179,8 +179,8 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", "site", env={"NO_MKDOCS_2_WARNING": "1"})
     # tests/test_docs.py runs each ```python block of README.md and docs/ as pasted; blocks import the backends.
     session.install(
-        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "moto[server]>=5.0", *TEST_TOOLS,
-        *OTEL_TEST_TOOLS,
+        "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
+        "-e", "backends/sql", "moto[server]>=5.0", *TEST_TOOLS, *OTEL_TEST_TOOLS,
     )  # fmt: skip
     _pytest(session, "tests/test_docs.py")
 
