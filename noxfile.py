@@ -34,8 +34,10 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 # A missing interpreter is an error, never a skip: a skipped session must not let `nox` exit 0.
 nox.options.error_on_missing_interpreters = True
-# Use the interpreters on this machine; never fetch a standalone build behind the user's back.
-nox.options.download_python = "never"
+# Use the interpreters on this machine; never fetch a standalone build behind the user's back (the option exists
+# from nox 2025.05 on; older versions never download).
+if hasattr(nox.options, "download_python"):
+    nox.options.download_python = "never"
 nox.options.sessions = ["tests", "aws", "gcp", "azure", "vault", "sql", "cross", "zenml", "lint", "typecheck", "docs", "install"]  # fmt: skip
 
 # `nox --force-python 3.12` runs every session on another interpreter.
@@ -199,5 +201,5 @@ def bench(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def install(session: nox.Session) -> None:
     """Every install line of the README and docs, as written, in a fresh venv; nox's interpreter options."""
-    session.install("nox>=2025.2", "uv>=0.4", *TEST_TOOLS)
+    session.install("nox>=2025.5.1", "uv>=0.4", *TEST_TOOLS)
     _pytest(session, "tests/install")
