@@ -268,29 +268,6 @@ def test_library_refuses_the_same_store_before_any_call() -> None:
     assert migrate(source, separate).ok
 
 
-def test_cloud_locations_come_from_settings_alone() -> None:
-    def identity(environ: dict[str, str]) -> tuple[object, ...]:
-        return SecretsStore.from_env(environ).store_identity()
-
-    aws = {"MULTICLOUD_STORE_BACKEND": "aws", "MULTICLOUD_STORE_AWS_REGION": "eu-west-1"}
-    assert identity(aws) == identity({**aws, "MULTICLOUD_STORE_DEPLOYMENT_ID": "default"})
-    assert identity(aws) != identity({**aws, "MULTICLOUD_STORE_AWS_REGION": "us-east-1"})
-    local_endpoint = {**aws, "MULTICLOUD_STORE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
-    assert identity(aws) != identity(local_endpoint)
-    assert identity(local_endpoint) == identity(
-        {**local_endpoint, "MULTICLOUD_STORE_AWS_ENDPOINT_URL": "http://127.0.0.1:5000/"}
-    )
-    gcp = {"MULTICLOUD_STORE_BACKEND": "gcp", "MULTICLOUD_STORE_GCP_PROJECT_ID": "p1"}
-    assert identity(gcp) == identity(dict(gcp)) != identity({**gcp, "MULTICLOUD_STORE_GCP_PROJECT_ID": "p2"})
-    azure = {"MULTICLOUD_STORE_BACKEND": "azure", "MULTICLOUD_STORE_AZURE_VAULT_NAME": "kv1"}
-    assert identity(azure) == identity(
-        {
-            "MULTICLOUD_STORE_BACKEND": "azure",
-            "MULTICLOUD_STORE_AZURE_VAULT_URL": "https://KV1.vault.azure.net/",
-        }
-    )
-
-
 # -- issue 13.3: a dry run writes nothing, anywhere --------------------------------------------------------------
 
 

@@ -211,16 +211,16 @@ def test_unknown_variables_suggest_the_closest_name() -> None:
         {
             "MULTICLOUD_STORE_BAKEND": "aws",
             "MULTICLOUD_STORE_CACHE_TTL": "5",
-            "MULTICLOUD_STORE_AWS_REGOIN": "eu-west-1",
+            "MULTICLOUD_STORE_LOCAL_PAHT": "/x.db",
             "MULTICLOUD_STORE_SOMETHING_NEW": "1",
-            "MULTICLOUD_STORE_BACKEND": "aws",
+            "MULTICLOUD_STORE_BACKEND": "local",
             "MULTICLOUD_STORE_DEBUG": "1",
             "MULTICLOUD_STORE_TEST_POSTGRES_URL": "x",
             "OTHER": "x",
         }
     )
     assert found == {
-        "MULTICLOUD_STORE_AWS_REGOIN": "MULTICLOUD_STORE_AWS_REGION",
+        "MULTICLOUD_STORE_LOCAL_PAHT": "MULTICLOUD_STORE_LOCAL_PATH",
         "MULTICLOUD_STORE_BAKEND": "MULTICLOUD_STORE_BACKEND",
         "MULTICLOUD_STORE_CACHE_TTL": "MULTICLOUD_STORE_CACHE_TTL_SECONDS",
         "MULTICLOUD_STORE_SOMETHING_NEW": None,
@@ -234,9 +234,9 @@ def test_zenml_options_are_checked_under_their_own_prefix() -> None:
         {
             "ZENML_SECRETS_STORE_TYPE": "custom",
             "ZENML_SECRETS_STORE_CLASS_PATH": "x",
-            "ZENML_SECRETS_STORE_BACKEND": "aws",
-            "ZENML_SECRETS_STORE_AWS_REGION": "eu-west-1",
-            "ZENML_SECRETS_STORE_BAKEND": "aws",
+            "ZENML_SECRETS_STORE_BACKEND": "local",
+            "ZENML_SECRETS_STORE_LOCAL_PATH": "/x.db",
+            "ZENML_SECRETS_STORE_BAKEND": "local",
         },
         prefix="ZENML_SECRETS_STORE_",
         also_known=("TYPE", "CLASS_PATH"),
