@@ -4,12 +4,15 @@ Select it with::
 
     ZENML_SECRETS_STORE_TYPE=custom
     ZENML_SECRETS_STORE_CLASS_PATH=multicloud_store.integrations.zenml.MultiCloudSecretsStore
-    ZENML_SECRETS_STORE_BACKEND=aws            # or gcp, azure, local
+    ZENML_SECRETS_STORE_BACKEND=aws            # or gcp, azure, vault, sql, local
     ZENML_SECRETS_STORE_AWS_REGION=eu-west-1   # any MULTICLOUD_STORE_<OPTION> as ZENML_SECRETS_STORE_<OPTION>
 
 ZenML hands a custom store a plain ``SecretsStoreConfiguration`` whose extra options arrive lower-cased, as strings;
 `MultiCloudSecretsStoreConfiguration` rebuilds a typed configuration from them. Options not given that way are
 read from the ``MULTICLOUD_STORE_*`` variables. This module imports ZenML; nothing else in the library imports it.
+
+``local`` is one SQLite file for a single-replica server; a server with several replicas needs ``sql`` or
+``vault`` (or a cloud), which every replica reaches.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ class MultiCloudSecretsStoreConfiguration(SecretsStoreConfiguration):  # type: i
     """The custom store's configuration: ``backend`` plus any store option, as ZenML passes them.
 
     Attributes:
-        backend: ``local``, ``aws``, ``gcp``, ``azure`` or a third-party backend; default from
+        backend: ``local``, ``aws``, ``gcp``, ``azure``, ``vault``, ``sql`` or a third-party backend; default from
             ``MULTICLOUD_STORE_BACKEND``, else ``local``.
         deployment_id: Overrides the ZenML server id as the owner of the secrets (rarely needed).
     """
