@@ -102,8 +102,11 @@ class SecretsDriver(Protocol):
 
     Class attributes:
         backend_name: The name users select it by (``MULTICLOUD_STORE_BACKEND``).
-        settings_class: The pydantic-settings class that reads ``MULTICLOUD_STORE_<BACKEND>_*``. The driver is
-            built as ``driver_class(settings_class.from_environ())``.
+        settings_class: The `multicloud_store.settings.EnvSettings` subclass (a pydantic model) that reads
+            ``MULTICLOUD_STORE_<BACKEND>_*``. The driver is built as ``driver_class(settings_class.from_environ())``.
+
+    Optional: ``location() -> tuple``, what identifies the store from settings alone (no network call), which
+    `SecretsStore.store_identity` uses so that ``migrate`` refuses to copy a store onto itself.
     """
 
     backend_name: ClassVar[str]
@@ -127,6 +130,8 @@ class SecretsDriver(Protocol):
 
         Raises:
             SecretNotFoundError: No such secret (or it is scheduled for deletion).
+            SecretIncompleteError: The secret exists but holds no value (a create of several calls interrupted
+                in between); carries the labels the empty secret has.
         """
         ...
 
