@@ -334,8 +334,8 @@ class StoreSettings(EnvSettings):
     """The dispatcher's settings (``MULTICLOUD_STORE_*``).
 
     Attributes:
-        backend: Which backend to use: ``local`` (default), ``memory``, ``aws``, ``gcp``, ``azure``, or a
-            third-party name registered in the ``multicloud_store.backends`` entry-point group.
+        backend: Which backend to use: ``local`` (default), ``memory``, ``aws``, ``gcp``, ``azure``, ``vault``,
+            ``sql``, or a third-party name registered in the ``multicloud_store.backends`` entry-point group.
         deployment_id: Who owns the secrets this store writes. Two deployments can share one backend account
             without ever reading or changing each other's secrets. Lowercase letters, digits, ``-`` and ``_``, at
             most 63 characters (it is stored as a label, and GCP's label rules are the strictest).
@@ -346,7 +346,8 @@ class StoreSettings(EnvSettings):
         cache_negative_ttl_seconds: How long a "not found" is remembered (only while the cache is on).
         cache_stale_seconds: How long past its TTL a cached value may be served while the backend is unavailable;
             0 (default) never serves a stale value.
-        max_workers: Threads for `SecretsStore.get_many` on backends without a batch read.
+        max_workers: Threads for `SecretsStore.get_many` on backends without a batch read; also the default
+            size of the ``local``, ``aws``, ``gcp`` (REST) and ``azure`` connection pools.
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX)
