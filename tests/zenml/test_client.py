@@ -22,6 +22,8 @@ CASES = [
     pytest.param(("gcp-grpc", "zenml"), id="gcp-grpc"),
     pytest.param(("gcp-rest", "mcs"), id="gcp-rest"),
     pytest.param(("azure", "zenml"), id="azure"),
+    pytest.param(("vault", "zenml"), id="vault"),
+    pytest.param(("sql", "mcs"), id="sql"),
 ]
 
 
@@ -61,7 +63,9 @@ def test_secret_lost_in_the_backend(scenario: Scenario, tmp_path: Path) -> None:
 def test_credentials_reach_zenml_config_only_as_zenml_variables(scenario: Scenario) -> None:
     # ZenML writes every ZENML_SECRETS_STORE_* option into its config.yaml; MULTICLOUD_STORE_* it never sees.
     credentials = [
-        key for key in scenario.backend.env if key.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_TOKEN"))
+        key
+        for key in scenario.backend.env
+        if key.endswith(("_SECRET_ACCESS_KEY", "_ACCESS_TOKEN", "_VAULT_TOKEN", "_SQL_KEY", "_SQL_URL"))
     ]
     if not credentials:
         pytest.skip(f"backend {scenario.backend.label} is configured without a credential")

@@ -180,8 +180,9 @@ def check_too_large(s: Scenario, *, over_rest: bool) -> None:
     """Values over the backend's size limit: refused before any call to the backend, and ZenML keeps no row."""
     p = s.process
     name = unique("too-large")
-    # Over every backend's limit (AWS, GCP and local 65,536 bytes, Azure 25,000); ZenML itself sets none.
-    reply = p.fail("create", name=name, values={"blob": "x" * 70_000})
+    # Over every backend's limit (AWS, GCP, local and sql 65,536 bytes, Azure 25,000, vault 131,072); ZenML itself
+    # sets none.
+    reply = p.fail("create", name=name, values={"blob": "x" * 140_000})
     # Through a server the plug-in's InvalidSecretError (a ValueError) comes back as ZenML's ValueError.
     assert reply.is_a("ValueError"), f"{reply.error}: {reply.message}"
     assert over_rest or reply.is_a("InvalidSecretError")
