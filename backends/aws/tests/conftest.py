@@ -163,8 +163,9 @@ def _static_settings(**overrides: Any) -> AwsSettings:
         "access_key_id": ACCESS_KEY_ID,
         "secret_access_key": SECRET_ACCESS_KEY,
         "max_attempts": 2,
-        "connect_timeout": 2.0,
-        "read_timeout": 5.0,
+        # Generous: no call here is meant to time out unless its test sets a short timeout itself.
+        "connect_timeout": 60.0,
+        "read_timeout": 120.0,
     }
     values.update(overrides)
     return AwsSettings(**values)

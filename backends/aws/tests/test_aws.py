@@ -401,12 +401,15 @@ def test_error_codes_map_onto_the_hierarchy(
 
 
 def test_connection_refused_is_unavailable_within_the_timeout(aws_settings: Any, free_port: int) -> None:
-    driver = AwsDriver(aws_settings(endpoint_url=f"http://127.0.0.1:{free_port}", max_attempts=2))
+    driver = AwsDriver(
+        aws_settings(endpoint_url=f"http://127.0.0.1:{free_port}", max_attempts=2, connect_timeout=60.0)
+    )
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError, match="cannot reach the endpoint") as info:
         driver.read("multicloud-store-x")
-    # Two attempts, one backoff of at most 1 s in between.
-    assert time.monotonic() - started < 2 * 2.0 + 1.5
+    # A refusal is reported at once, not after the 60 s connect timeout: two attempts and one backoff of at
+    # most 1 s take seconds even on a loaded machine, so the bound says "did not wait" without timing the machine.
+    assert time.monotonic() - started < 30
     assert info.value.__cause__ is not None
 
 
@@ -445,7 +448,9 @@ def test_read_timeout_is_unavailable_within_the_timeout(aws_settings: Any, silen
     with pytest.raises(BackendUnavailableError, match="read timeout"):
         driver.read("multicloud-store-x")
     elapsed = time.monotonic() - started
-    assert 2 * 0.5 <= elapsed < 2 * 0.5 + 1.5
+    # The test is about the read timeout (short on purpose): both attempts waited it out. The upper bound only
+    # tells "gave up" from "hung" (the server never answers), with room for a loaded machine.
+    assert 2 * 0.5 <= elapsed < 30
 
 
 def test_no_credentials_is_a_configuration_error(free_port: int) -> None:

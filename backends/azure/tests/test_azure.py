@@ -146,7 +146,7 @@ def test_concurrent_creates_from_separate_processes_have_one_winner(
     start = threading.Barrier(racers)
 
     def attempt(n: int) -> bool:
-        start.wait(timeout=10)
+        start.wait(timeout=60)
         try:
             stores[n].store_secret_values(sid, {"winner": str(n)})
         except SecretExistsError:
@@ -162,7 +162,7 @@ def test_concurrent_creates_from_separate_processes_have_one_winner(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=120)
     assert results.count(True) == 1
     winner = results.index(True)
     assert stores[0].get_secret_values(sid) == {"winner": str(winner)}
@@ -187,7 +187,7 @@ class _PauseAfterCheck(_Wrapper):
     def after(self, request: Any, response: Any, **kwargs: Any) -> Any:
         if response.status_code != 401 and request.method == "GET" and "/versions" in request.url:
             self.checked.set()
-            self.proceed.wait(timeout=10)
+            self.proceed.wait(timeout=60)
         return response
 
 
@@ -441,7 +441,8 @@ def test_retry_after_longer_than_the_longest_backoff_fails_at_once(
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError):
         store.get_secret_values(sid)
-    assert time.monotonic() - started < 5
+    # Far below the 120 s asked for, with room for a loaded machine: honouring it would take 120 s.
+    assert time.monotonic() - started < 60
 
 
 def test_forbidden_is_a_permission_error(
@@ -473,15 +474,16 @@ def test_unreachable_vault_is_unavailable() -> None:
 
 
 def test_read_timeout_applies(https_env: Callable[..., dict[str, str]], emulator: KeyVaultEmulator) -> None:
+    # The test is about the read timeout, so it is short; the retries (kept) let the set-up calls ride out a
+    # slow moment on a loaded machine. No timed assertion: with a latency far beyond the timeout, the read would
+    # get its answer (not found) if the timeout did not apply; only the timeout turns it into unavailable.
     store = SecretsStore.from_env(
-        https_env(MULTICLOUD_STORE_AZURE_READ_TIMEOUT="0.2", MULTICLOUD_STORE_AZURE_RETRY_TOTAL="0")
+        https_env(MULTICLOUD_STORE_AZURE_READ_TIMEOUT="0.2", MULTICLOUD_STORE_AZURE_RETRY_TOTAL="3")
     )
     store.check()  # connect and authenticate first
-    emulator.latency = 1.0
-    started = time.monotonic()
+    emulator.latency = 5.0
     with pytest.raises(BackendUnavailableError):
         store.get_secret_values(uuid.uuid4())
-    assert time.monotonic() - started < 1.0
     store.close()
 
 

@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from google.cloud.secretmanager_v1.services.secret_manager_service.transports im
 )
 
 import multicloud_store_gcp
+from multicloud_store_gcp.emulator import models as emulator_models
 from multicloud_store_gcp.testing import METHODS, SecretManagerEmulator, crc32c
 
 PROJECT = "test-project"
@@ -272,11 +274,33 @@ def test_etags_guard_updates_and_deletes(client: secretmanager.SecretManagerServ
     client.delete_secret(request={"name": created.name, "etag": updated.etag})
 
 
-def test_ttl_expires_the_secret(client: secretmanager.SecretManagerServiceClient) -> None:
-    created = _create(client, "ephemeral", ttl={"nanos": 300_000_000})
+@pytest.fixture
+def service_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """Move the (in-process) emulator's clock on by some seconds, without sleeping.
+
+    A TTL test that sleeps depends on the machine's speed both ways: the secret must still exist when first
+    read, and be gone after the sleep. With this clock nothing expires until the test says so.
+    """
+    offset = [0]
+    real_time_ns = time.time_ns
+    clock = types.SimpleNamespace(time_ns=lambda: real_time_ns() + offset[0], sleep=time.sleep)
+    monkeypatch.setattr(emulator_models, "time", clock)
+
+    def advance(seconds: float) -> None:
+        offset[0] += int(seconds * 1e9)
+
+    return advance
+
+
+def test_ttl_expires_the_secret(
+    client: secretmanager.SecretManagerServiceClient, service_clock: Callable[[float], None]
+) -> None:
+    created = _create(client, "ephemeral", ttl={"seconds": 60})
     assert created.expire_time.timestamp() > created.create_time.timestamp()
     client.get_secret(name=created.name)
-    time.sleep(0.35)
+    service_clock(59)
+    client.get_secret(name=created.name)  # not yet
+    service_clock(2)
     with pytest.raises(gexc.NotFound):
         client.get_secret(name=created.name)
 
@@ -387,13 +411,17 @@ def test_version_etags(client: secretmanager.SecretManagerServiceClient) -> None
     client.disable_secret_version(request={"name": version.name, "etag": enabled.etag})
 
 
-def test_delayed_destruction(client: secretmanager.SecretManagerServiceClient) -> None:
-    secret = _create(client, "delayed", version_destroy_ttl={"nanos": 200_000_000})
+def test_delayed_destruction(
+    client: secretmanager.SecretManagerServiceClient, service_clock: Callable[[float], None]
+) -> None:
+    secret = _create(client, "delayed", version_destroy_ttl={"seconds": 60})
     version = _add(client, secret.name, b"x")
     pending = client.destroy_secret_version(name=version.name)
     assert pending.state == State.DISABLED
     assert pending.scheduled_destroy_time.timestamp() > 0
-    time.sleep(0.25)
+    service_clock(59)
+    assert client.get_secret_version(name=version.name).state == State.DISABLED  # not yet
+    service_clock(2)
     assert client.get_secret_version(name=version.name).state == State.DESTROYED
 
 
@@ -582,8 +610,9 @@ def test_client_retry_rides_out_unavailable(
     secret = _create(client, "retried")
     version = _add(client, secret.name, b"x")
     emulator.inject_fault("UNAVAILABLE", times=2, methods=["AccessSecretVersion"])
+    # Short pauses, generous overall deadline: the two faulted calls must not use it up on a loaded machine.
     quick = gretry.Retry(
-        initial=0.01, maximum=0.02, timeout=5, predicate=gretry.if_exception_type(gexc.ServiceUnavailable)
+        initial=0.01, maximum=0.02, timeout=120, predicate=gretry.if_exception_type(gexc.ServiceUnavailable)
     )
     assert client.access_secret_version(name=version.name, retry=quick).payload.data == b"x"
     assert emulator.calls["AccessSecretVersion"] == 3  # faulted calls are round trips too
@@ -598,10 +627,11 @@ def test_latency(client: secretmanager.SecretManagerServiceClient, emulator: Sec
     assert time.perf_counter() - started >= 0.2
     emulator.latency = 0
     started = time.perf_counter()
-    for _ in range(20):
+    for _ in range(100):
         client.get_secret(name=secret.name)
-    # No Nagle stall: twenty keep-alive calls take far less than 20 x 40 ms.
-    assert time.perf_counter() - started < 0.6
+    # No Nagle stall: a hundred keep-alive calls take far less than the 100 x 40 ms (4 s) stalls would; half of
+    # that leaves room for a loaded machine (about 2 ms a call when idle).
+    assert time.perf_counter() - started < 2.0
     with pytest.raises(ValueError):
         emulator.latency = -1
 
@@ -609,7 +639,9 @@ def test_latency(client: secretmanager.SecretManagerServiceClient, emulator: Sec
 def test_latency_beyond_the_deadline(
     client: secretmanager.SecretManagerServiceClient, emulator: SecretManagerEmulator, transport: str
 ) -> None:
-    emulator.latency = 0.3
+    # The test is about the client's deadline, so it is short; the latency is far beyond it, so the call
+    # cannot answer in time however slow the machine.
+    emulator.latency = 3.0
     # gRPC reports DEADLINE_EXCEEDED; the REST transport lets requests' own timeout error through.
     expected = gexc.DeadlineExceeded if transport == "grpc" else __import__("requests").exceptions.Timeout
     with pytest.raises(expected):
@@ -745,7 +777,7 @@ def test_client_helper(emulator: SecretManagerEmulator, kind: Any) -> None:
 
 def test_rest_wire_format(emulator: SecretManagerEmulator) -> None:
     host, port = emulator.rest_endpoint.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    connection = http.client.HTTPConnection(host, int(port), timeout=120)
     try:
         connection.request("GET", f"/v1/{PARENT}/secrets/missing")
         response = connection.getresponse()
@@ -832,7 +864,7 @@ def test_command_line() -> None:
         ) as over_rest:
             assert _create(over_rest, "from-cli").name == f"{PARENT}/secrets/from-cli"
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=120) == 0
     finally:
         if process.poll() is None:
             process.kill()

@@ -11,13 +11,15 @@ from multicloud_store_vault.testing import STORE_POLICY, OpenBaoServer
 FAST: dict[str, Any] = {
     "max_retries": 2,
     "backoff_factor": 0.01,
-    "connect_timeout": 5.0,
-    "read_timeout": 30.0,
+    # Generous: no call here is meant to time out (a loaded machine is slow, not broken).
+    "connect_timeout": 60.0,
+    "read_timeout": 60.0,
 }
 FAST_ENV = {
     "MULTICLOUD_STORE_VAULT_MAX_RETRIES": "2",
     "MULTICLOUD_STORE_VAULT_BACKOFF_FACTOR": "0.01",
-    "MULTICLOUD_STORE_VAULT_READ_TIMEOUT": "30",
+    "MULTICLOUD_STORE_VAULT_READ_TIMEOUT": "60",
+    "MULTICLOUD_STORE_VAULT_CONNECT_TIMEOUT": "60",
 }
 
 
