@@ -7,6 +7,8 @@ transport; every test goes through the real ``azure.keyvault.secrets.SecretClien
 from __future__ import annotations
 
 import os
+import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,7 +17,10 @@ import pytest
 pytest.importorskip("azure.keyvault.secrets")
 
 from azure.keyvault.secrets import SecretClient
+from azure_clock import VirtualClock, virtual_datetime
 
+import multicloud_store_azure.driver as azure_driver
+import multicloud_store_azure.emulator.model as emulator_model
 from multicloud_store_azure.driver import AzureDriver, client_options
 from multicloud_store_azure.settings import AzureSettings
 from multicloud_store_azure.testing import (
@@ -82,6 +87,48 @@ class EmulatorLostAnswers:
 def clear_faults(emulator: KeyVaultEmulator) -> None:
     """Drop pending injected faults but keep the vault's secrets."""
     emulator.clear_faults()
+
+
+# Test modules whose every test runs on the real clock: the concurrent-create protocol's own tests (races between
+# threads and processes, whose outcome depends on real time passing) and the emulator's tests.
+REAL_CLOCK_MODULES = {"test_consistency.py", "test_emulator.py"}
+# The contract suite's races (threads creating one id, a store shared by threads): real time too.
+REAL_CLOCK_TESTS = {"test_concurrent_store_of_one_id_has_one_winner", "test_concurrent_use_from_threads"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "real_clock: run on the real clock, not the shared virtual one (races, timed waits)"
+    )
+
+
+@pytest.fixture(autouse=True)
+def virtual_clock(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> VirtualClock | None:
+    """Put the driver and the emulator on a `VirtualClock`, except where the real clock matters."""
+    if (
+        request.node.path.name in REAL_CLOCK_MODULES
+        or getattr(request.node, "originalname", request.node.name) in REAL_CLOCK_TESTS
+        or request.node.get_closest_marker("real_clock")
+    ):
+        return None
+    clock = VirtualClock()
+    monkeypatch.setattr(
+        azure_driver,
+        "time",
+        types.SimpleNamespace(time=clock.time, monotonic=clock.monotonic, sleep=clock.sleep),
+    )
+    monkeypatch.setattr(azure_driver, "datetime", virtual_datetime(clock))
+    monkeypatch.setattr(
+        emulator_model,
+        "time",
+        types.SimpleNamespace(time=clock.time, monotonic=clock.monotonic, sleep=time.sleep),
+    )
+    monkeypatch.setattr(
+        emulator_model,
+        "email",
+        types.SimpleNamespace(utils=types.SimpleNamespace(formatdate=clock.formatdate)),
+    )
+    return clock
 
 
 @pytest.fixture(scope="session")
