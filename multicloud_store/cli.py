@@ -769,7 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     delete.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     add("list", cmd_list, "list this deployment's secret ids")
-    rotate = add("rotate-key", cmd_rotate_key, "re-encrypt every secret under the newest key (local and sql backends)")
+    rotate = add(
+        "rotate-key", cmd_rotate_key, "re-encrypt every secret under the newest key (local and sql backends)"
+    )
     rotate.add_argument(
         "--new", action="store_true", help="first generate a new key and put it in front of the key file"
     )
