@@ -163,7 +163,8 @@ def typecheck(session: nox.Session) -> None:
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
         "-e", "backends/sql", *SQL_DRIVERS,
     )  # fmt: skip
-    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]")
+    # moto: multicloud_store_aws.testing patches its backend, and is type-checked against it.
+    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]", "moto[server]>=5.0")
     session.run(
         "mypy",
         "multicloud_store",
