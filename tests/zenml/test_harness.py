@@ -111,4 +111,5 @@ def test_a_server_that_never_answers_fails_by_the_deadline(tmp_path: Path) -> No
     handler = type("Never", (_StartingServer,), {"not_ready_answers": 10**9, "release": threading.Event()})
     for server in _make(handler, tmp_path):
         with pytest.raises(AssertionError, match="did not answer GET /api/v1/info in time"):
+            # Short on purpose: the test is about giving up at the deadline, and this server never answers.
             server.wait_healthy(timeout=2)

@@ -352,10 +352,10 @@ class ZenmlProcess:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=60)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
-        self._reader.join(timeout=5)
+        self._reader.join(timeout=60)  # ends at the output's end: the process is gone by now
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
@@ -472,7 +472,7 @@ class ZenmlServer:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-                self.proc.wait(timeout=10)
+                self.proc.wait(timeout=60)
         self._log.close()
 
 
