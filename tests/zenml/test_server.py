@@ -21,6 +21,8 @@ CASES = [
     pytest.param(("aws", "zenml"), id="aws"),
     pytest.param(("gcp-grpc", "mcs"), id="gcp-grpc"),
     pytest.param(("azure", "mcs"), id="azure"),
+    pytest.param(("vault", "mcs"), id="vault"),
+    pytest.param(("sql", "zenml"), id="sql"),
 ]
 
 
