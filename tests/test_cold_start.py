@@ -73,7 +73,9 @@ def test_a_typo_still_warns_with_the_closest_name(caplog: pytest.LogCaptureFixtu
     try:
         with caplog.at_level(logging.WARNING, logger="multicloud_store"):
             found = settings.warn_unknown_variables(
-                {variable: "1", "MULTICLOUD_STORE_BACKEND": "local", "MULTICLOUD_STORE_AWS_REGION": "x"}
+                # Only the core's own variables: the core session installs no backend (the cross session checks
+                # backend variables).
+                {variable: "1", "MULTICLOUD_STORE_BACKEND": "local", "MULTICLOUD_STORE_LOCAL_PATH": "/x.db"}
             )
     finally:
         logger.removeHandler(caplog.handler)
