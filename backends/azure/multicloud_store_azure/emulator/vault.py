@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
 
-from multicloud_store_azure.emulator.certs import make_certificates
+from multicloud_store.testing.tls import make_certificates
 from multicloud_store_azure.emulator.model import DEFAULT_TOKEN, VaultModel, _challenge_resource
 from multicloud_store_azure.emulator.server import TLSServer
 from multicloud_store_azure.emulator.transport import InProcessTransport
@@ -93,7 +93,9 @@ class KeyVaultEmulator(VaultModel):
             raise RuntimeError("the Key Vault emulator is already running")
         tempdir = tempfile.mkdtemp(prefix="kv-emulator-")
         try:
-            ca_path, cert_path, key_path = make_certificates(self._host, tempdir)
+            ca_path, cert_path, key_path = make_certificates(
+                self._host, tempdir, common_name="Key Vault Emulator Test CA"
+            )
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
             context.load_cert_chain(cert_path, key_path)

@@ -1,4 +1,9 @@
-"""A throwaway CA and a server certificate it signs, for the HTTPS front end."""
+"""A throwaway CA and a server certificate it signs: TLS for the test servers of every backend.
+
+The Azure Key Vault emulator and the OpenBao test server both serve HTTPS with these, so that the drivers' CA-bundle
+settings are tested against a real TLS handshake. Shipped in the wheel beside the contract suite, for third-party
+drivers' test servers too.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,25 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 __all__ = ["make_certificates"]
 
 
-def make_certificates(host: str, directory: str) -> tuple[str, str, str]:
-    """Create a CA and a server certificate it signs; return the CA, server cert and key paths."""
+def make_certificates(
+    host: str, directory: str, *, common_name: str = "multicloud-store test CA"
+) -> tuple[str, str, str]:
+    """Create a CA and a server certificate it signs, valid for ``host``, localhost, 127.0.0.1 and ::1.
+
+    Args:
+        host: The host name or IP address the server is reached by.
+        directory: A private directory for the three PEM files (the key is written with mode 0600).
+        common_name: The CA's common name, to tell the test CAs apart in a handshake error.
+
+    Returns:
+        The paths of the CA certificate, the server certificate and the server key.
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     not_before = now - datetime.timedelta(minutes=5)
     not_after = now + datetime.timedelta(days=30)
 
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Key Vault Emulator Test CA")])
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
     ca_cert = (
         x509.CertificateBuilder()
