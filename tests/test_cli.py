@@ -424,6 +424,11 @@ def _on_a_terminal(env: dict[str, str], args: list[str], answers: list[bytes]) -
     command = [SCRIPT] if SCRIPT else [sys.executable, "-m", "multicloud_store.cli"]
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its terminal
+        import signal
+
+        # A runner started in the background (nohup, `cmd &` in a script) ignores SIGINT, and an ignored signal
+        # stays ignored across exec: give the command the default disposition a user's shell gives it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.execve(command[0], [*command, *args], env)
     output = b""
     deadline = time.monotonic() + 120
@@ -447,6 +452,15 @@ def _on_a_terminal(env: dict[str, str], args: list[str], answers: list[bytes]) -
     else:
         os.kill(pid, 9)
     _, status = os.waitpid(pid, 0) if not finished else (pid, status)
+    # The child may have written its last lines after our last read: drain them (EIO or EOF ends the pty).
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
     os.close(fd)
     return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
 
