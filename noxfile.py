@@ -163,8 +163,15 @@ def typecheck(session: nox.Session) -> None:
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
         "-e", "backends/sql", *SQL_DRIVERS,
     )  # fmt: skip
-    # moto: multicloud_store_aws.testing patches its backend, and is type-checked against it.
-    session.install("mypy>=1.10", "pytest>=8", "boto3-stubs[secretsmanager,sts,kms]", "moto[server]>=5.0")
+    # moto: multicloud_store_aws.testing patches its backend; the OpenTelemetry SDK: multicloud_store.testing.otel
+    # captures with it. Both are type-checked against the real packages.
+    session.install(
+        "mypy>=1.10",
+        "pytest>=8",
+        "boto3-stubs[secretsmanager,sts,kms]",
+        "moto[server]>=5.0",
+        *OTEL_TEST_TOOLS,
+    )
     session.run(
         "mypy",
         "multicloud_store",
