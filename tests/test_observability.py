@@ -21,11 +21,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from multicloud_store import SecretsStore, StoreSettings
@@ -43,41 +39,20 @@ from multicloud_store.errors import (
 )
 from multicloud_store.migrate import migrate
 from multicloud_store.observability import SWITCH, Telemetry
+from multicloud_store.testing.otel import Captured as _Captured
 
 SENTINEL = "SENTINEL-value-7f3a9c"  # a marker to search for, not a credential
 OTHER_DEPLOYMENT = "other-deployment-sentinel-41d2"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-class Captured:
-    """What a real SDK would have exported."""
-
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.telemetry = Telemetry(self.tracer_provider, self.meter_provider)
-
-    def finished(self, name: str | None = None) -> list[ReadableSpan]:
-        return [s for s in self.spans.get_finished_spans() if name is None or s.name == name]
+class Captured(_Captured):
+    """What a real SDK would have exported, with the helpers these tests use."""
 
     def one(self, name: str) -> ReadableSpan:
         spans = self.finished(name)
         assert len(spans) == 1, [s.name for s in self.spans.get_finished_spans()]
         return spans[0]
-
-    def metrics(self) -> dict[str, list[Any]]:
-        data = self.reader.get_metrics_data()
-        out: dict[str, list[Any]] = {}
-        if data is None:
-            return out
-        for resource in data.resource_metrics:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    out.setdefault(metric.name, []).extend(metric.data.data_points)
-        return out
 
     def point(self, name: str, **attributes: Any) -> Any:
         """The data point of ``name`` whose attributes include ``attributes`` (names without the prefix)."""
@@ -105,8 +80,7 @@ def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     captured = Captured()
     monkeypatch.setattr(SWITCH, "telemetry", captured.telemetry)
     yield captured
-    captured.tracer_provider.shutdown()
-    captured.meter_provider.shutdown()
+    captured.shutdown()
 
 
 @pytest.fixture

@@ -15,18 +15,15 @@ from typing import Any
 import pytest
 from gcp_helpers import rest_env, store_on
 from opentelemetry import trace
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
 from multicloud_store.cli import main
 from multicloud_store.errors import BackendPermissionError, BackendUnavailableError, SecretNotFoundError
-from multicloud_store.observability import SWITCH, Telemetry
+from multicloud_store.observability import SWITCH
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import SecretsStore
+from multicloud_store.testing.otel import Captured
 from multicloud_store_gcp.driver import GcpDriver
 from multicloud_store_gcp.testing import SecretManagerEmulator
 
@@ -34,45 +31,12 @@ SENTINEL = "SENTINEL-gcp-value-92c4"  # a marker to search for in what is export
 OTHER_DEPLOYMENT = "other-deployment-sentinel-gcp"
 
 
-class Captured:
-    """What a real SDK would export: spans in memory, metrics from an in-memory reader."""
-
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.reader = InMemoryMetricReader()
-        self.meter_provider = MeterProvider(metric_readers=[self.reader])
-        self.telemetry = Telemetry(self.tracer_provider, self.meter_provider)
-
-    def finished(self, name: str | None = None) -> list[ReadableSpan]:
-        return [s for s in self.spans.get_finished_spans() if name is None or s.name == name]
-
-    def metrics(self) -> dict[str, list[Any]]:
-        data = self.reader.get_metrics_data()
-        out: dict[str, list[Any]] = {}
-        for resource in data.resource_metrics if data is not None else []:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    out.setdefault(metric.name, []).extend(metric.data.data_points)
-        return out
-
-    def points(self, name: str, **attributes: str) -> list[Any]:
-        wanted = {(k if k == "error.type" else f"multicloud_store.{k}"): v for k, v in attributes.items()}
-        return [
-            p
-            for p in self.metrics().get(name, [])
-            if all(p.attributes.get(k) == v for k, v in wanted.items())
-        ]
-
-
 @pytest.fixture
 def otel(monkeypatch: pytest.MonkeyPatch) -> Iterator[Captured]:
     captured = Captured()
     monkeypatch.setattr(SWITCH, "telemetry", captured.telemetry)
     yield captured
-    captured.tracer_provider.shutdown()
-    captured.meter_provider.shutdown()
+    captured.shutdown()
 
 
 def attrs(span: ReadableSpan) -> dict[str, Any]:
