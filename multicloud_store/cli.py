@@ -913,7 +913,9 @@ def _run(arguments: list[str], out: TextIO, stdin: TextIO | None, *, as_json: bo
         if hasattr(args, "pairs") and extras and not any(e.startswith("-") for e in extras):
             args.pairs = [*(args.pairs or []), *extras]
         elif extras:
-            parser.error("unrecognized arguments: " + " ".join(extras))
+            # Name each extra by its key only: a stray KEY=VALUE (or --opt=VALUE) must not echo its value.
+            shown = [e.partition("=")[0] + ("=..." if "=" in e else "") for e in extras]
+            parser.error("unrecognized arguments: " + " ".join(shown))
         args.json = getattr(args, "json", False)
         args.env_file = getattr(args, "env_file", None)
         code = int(args.handler(args, out, stdin or sys.stdin))

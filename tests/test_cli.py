@@ -594,3 +594,13 @@ def test_main_in_process_leaves_the_library_logger_as_it_found_it(monkeypatch: p
     code, _, _ = _check_with(monkeypatch, _LaggingDriver(stale_reads=0))
     assert code == 0
     assert (list(library.handlers), library.level, library.propagate) == before
+
+
+def test_unrecognized_arguments_never_echo_a_value(capsys: pytest.CaptureFixture[str]) -> None:
+    from multicloud_store import cli
+
+    code = cli.main(["update", str(uuid.uuid4()), "--merge", "token=s3cr3t-value", "--bogus"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "s3cr3t-value" not in err
+    assert "token=..." in err and "--bogus" in err
