@@ -316,6 +316,7 @@ class VaultDriver:
         client = self.client
         try:
             self._ensure_token(client)
+            logins = self.logins
             try:
                 return call(client)
             except hvac_exceptions.Forbidden:
@@ -323,7 +324,9 @@ class VaultDriver:
                     raise
                 logger.info("Vault refused the token for %s; logging in again", action)
             with self._auth_lock:
-                self._login(client)
+                # Threads refused the same token log in once: another thread's fresh login is used as is.
+                if self.logins == logins:
+                    self._login(client)
             return call(client)
         except requests.RequestException as exc:
             raise translate(exc, action=action, name=name) from exc

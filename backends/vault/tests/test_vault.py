@@ -515,6 +515,20 @@ def test_revoked_token_is_replaced_by_a_new_login(
     assert driver.logins == 2
 
 
+def test_revoked_token_under_concurrent_calls_logs_in_once(
+    bao: OpenBaoServer, approle_store: Callable[..., SecretsStore]
+) -> None:
+    store = approle_store()
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"v": "1"})
+    driver = _driver(store)
+    bao.api("POST", "auth/token/revoke", {"token": driver.client.token})
+    with ThreadPoolExecutor(8) as pool:
+        assert all(v == {"v": "1"} for v in pool.map(lambda _: store.get_secret_values(sid), range(16)))
+    # Every thread refused the revoked token reuses the one new login.
+    assert driver.logins == 2
+
+
 def test_denied_after_a_new_login_is_permission_error(
     bao: OpenBaoServer, approle_store: Callable[..., SecretsStore]
 ) -> None:
