@@ -413,6 +413,11 @@ class GcpDriver:
             # Newest by number, whatever order the service lists them in.
             newest = max(pager, key=lambda v: _version_number(v.name) or 0, default=None)
         except gexc.NotFound as exc:
+            # The secret itself may not be visible yet (creating it is eventually consistent); version 1, by
+            # number, is read-your-writes after a store.
+            first = self._version_by_number(client, path, 1, name)
+            if first is not None:
+                return first
             raise translate(original, operation="read", name=name) from exc
         except Exception as exc:
             error = translate(exc, operation="read", name=name)

@@ -150,6 +150,21 @@ def test_an_outage_while_reading_around_latest_is_unavailable_not_missing(
         emulator.stale_latest = 0.0
 
 
+def test_a_secret_not_yet_listable_is_read_by_version_number(
+    make_driver: MakeDriver, emulator: SecretManagerEmulator
+) -> None:
+    store = store_on(make_driver(), _deployment())
+    sid = uuid.uuid4()
+    emulator.stale_latest = STALE
+    try:
+        store.store_secret_values(sid, {"a": "1"})
+        # Creating the secret is eventually consistent: its version listing may still answer NOT_FOUND.
+        emulator.inject_fault("NOT_FOUND", times=1, methods={"ListSecretVersions"})
+        assert store.get_secret_values(sid) == {"a": "1"}
+    finally:
+        emulator.stale_latest = 0.0
+
+
 def test_versions_older_than_the_grace_period_are_pruned(
     make_driver: MakeDriver, raw_client: secretmanager.SecretManagerServiceClient
 ) -> None:
