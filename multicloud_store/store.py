@@ -500,12 +500,8 @@ class SecretsStore(SecretsStoreInterface):
             return cached
         if telemetry is not None:
             telemetry.note_cache("miss")
-        generation = cache.generation()
         try:
-            values = self._open(sid, self._call("get", sid, self.driver.read, name))
-        except SecretNotFoundError:
-            cache.fill(name, None, generation)
-            raise
+            return self._read_and_fill(sid, name, cache, id_text)
         except BackendUnavailableError:
             stale = cache.stale(name)
             if stale is None:
@@ -519,6 +515,17 @@ class SecretsStore(SecretsStoreInterface):
                 extra=self._log_fields("get", sid, "ok", error_type="BackendUnavailableError", cache="stale"),
             )
             return stale
+
+    def _read_and_fill(
+        self, sid: UUID, name: str, cache: ReadCache, id_text: str | None = None
+    ) -> dict[str, str]:
+        """Read a secret from the backend and cache the answer, a not-found included (a miss, or a refresh)."""
+        generation = cache.generation()
+        try:
+            values = self._open(sid, self._call("get", sid, self.driver.read, name), id_text)
+        except SecretNotFoundError:
+            cache.fill(name, None, generation)
+            raise
         cache.fill(name, values, generation)
         return values
 
@@ -693,14 +700,7 @@ class SecretsStore(SecretsStoreInterface):
             return self._open(sid, self._call("get", sid, self.driver.read, name))
         if telemetry is not None:
             telemetry.note_cache("refresh")
-        generation = cache.generation()
-        try:
-            values = self._open(sid, self._call("get", sid, self.driver.read, name))
-        except SecretNotFoundError:
-            cache.fill(name, None, generation)
-            raise
-        cache.fill(name, values, generation)
-        return values
+        return self._read_and_fill(sid, name, cache)
 
     def invalidate(self, secret_id: UUID | str) -> None:
         """Forget the cached read of one secret, so the next read goes to the backend (no network call).
