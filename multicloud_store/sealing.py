@@ -38,6 +38,9 @@ __all__ = [
     "Sealed",
     "SealingError",
     "UnknownKeyError",
+    "key_check_opens",
+    "row_aad",
+    "seal_key_check",
 ]
 
 KEY_BYTES = 32
@@ -388,3 +391,11 @@ def key_check_opens(keyring: Keyring, key_id: str, check: bytes, *, legacy_aad: 
     except IntegrityError:
         return False
     return hmac.compare_digest(plaintext, KEY_CHECK_PLAINTEXT)
+
+
+def row_aad(name: str, labels_text: str) -> bytes:
+    """Return a stored row's associated data: its name and labels text, NUL-separated (local and sql backends).
+
+    Binding both means a sealed value copied onto another name, or relabelled, fails its integrity check.
+    """
+    return name.encode() + b"\x00" + labels_text.encode()

@@ -58,6 +58,7 @@ from multicloud_store.sealing import (
     Sealed,
     UnknownKeyError,
     key_check_opens,
+    row_aad,
     seal_key_check,
 )
 from multicloud_store.settings import _ENVIRON, EnvSettings, SettingsConfigDict
@@ -543,7 +544,7 @@ class LocalDriver:
         rows = connection.execute(query, (_PROOF_ROWS,)).fetchall()
         proven: set[str] = set()
         for name, key_id, nonce, ciphertext, labels_text in rows:
-            aad = _aad(name, labels_text)
+            aad = row_aad(name, labels_text)
             candidates = [key_id] if key_id in keyring else ([] if key_id else list(keyring.ids))
             opened = None
             for candidate in candidates:
@@ -584,12 +585,12 @@ class LocalDriver:
 
     def _seal(self, name: str, payload: str, labels_text: str) -> Sealed:
         assert self._keyring is not None
-        return self._keyring.seal(payload.encode("utf-8"), _aad(name, labels_text))
+        return self._keyring.seal(payload.encode("utf-8"), row_aad(name, labels_text))
 
     def _unseal(self, name: str, key_id: str, nonce: bytes, ciphertext: bytes, labels_text: str) -> str:
         keyring = self._keyring
         assert keyring is not None
-        aad = name.encode() + b"\x00" + labels_text.encode()
+        aad = row_aad(name, labels_text)
         try:
             try:
                 return keyring.open_parts(key_id, nonce, ciphertext, aad).decode("utf-8")
@@ -861,7 +862,7 @@ class LocalDriver:
                     (newest, after, batch_size),
                 ).fetchall()
                 for name, key_id, nonce, ciphertext, labels_text in rows:
-                    aad = _aad(name, labels_text)
+                    aad = row_aad(name, labels_text)
                     try:
                         if key_id:
                             plaintext = keyring.open_parts(key_id, nonce, ciphertext, aad)
@@ -905,10 +906,6 @@ def _open_unlabelled(keyring: Keyring, nonce: bytes, ciphertext: bytes, aad: byt
         except IntegrityError:
             continue
     raise IntegrityError("no configured key opens the row")
-
-
-def _aad(name: str, labels_text: str) -> bytes:
-    return name.encode() + b"\x00" + labels_text.encode()
 
 
 def _labels_text(labels: Mapping[str, str]) -> str:

@@ -68,6 +68,7 @@ from multicloud_store.sealing import (
     Sealed,
     UnknownKeyError,
     key_check_opens,
+    row_aad,
     seal_key_check,
 )
 from multicloud_store_sql.errors import BACKEND, rule_for, translate
@@ -424,8 +425,10 @@ class SqlDriver:
             except sa_exc.DBAPIError as exc:
                 if rule_for(exc).retry and attempts < self.settings.max_retries:
                     attempts += 1
-                    # Jittered back-off lets the competing transaction finish first.
-                    time.sleep(random.uniform(0.005, 0.02) * 2**attempts)  # noqa: S311 - jitter, not a secret
+                    # Jittered back-off lets the competing transaction finish first; capped near 1 s, since
+                    # max_retries may be up to 20 and 2**20 steps would sleep for hours.
+                    step = 2 ** min(attempts, 6)
+                    time.sleep(random.uniform(0.005, 0.02) * step)  # noqa: S311 - jitter, not a secret
                     continue
                 if idempotent and exc.connection_invalidated and not reconnected:
                     reconnected = True
@@ -438,18 +441,13 @@ class SqlDriver:
                     exc, action=action, name=name, where=self._where, secrets=self._password
                 ) from exc
 
-    @staticmethod
-    def _aad(name: str, labels_text: str) -> bytes:
-        # The same associated data as the local backend: the name and the labels, NUL-separated.
-        return name.encode() + b"\x00" + labels_text.encode()
-
     def _seal(self, name: str, payload: str, labels_text: str) -> Sealed:
-        return self._keyring.seal(payload.encode("utf-8"), self._aad(name, labels_text))
+        return self._keyring.seal(payload.encode("utf-8"), row_aad(name, labels_text))
 
     def _unseal(self, name: str, key_id: str, nonce: bytes, ciphertext: bytes, labels_text: str) -> str:
         try:
             return self._keyring.open_parts(
-                key_id, bytes(nonce), bytes(ciphertext), self._aad(name, labels_text)
+                key_id, bytes(nonce), bytes(ciphertext), row_aad(name, labels_text)
             ).decode("utf-8")
         except UnknownKeyError:
             raise ConfigurationError(
