@@ -193,7 +193,11 @@ def migrate(
     def record(sid: UUID, action: Action, error: BaseException | None = None) -> None:
         with lock:
             if action == "failed":
-                report.failed[sid] = f"{type(error).__name__}: {error}"
+                # A foreign error's text could carry anything (a value included): its type only.
+                detail = (
+                    error if isinstance(error, MultiCloudStoreError) else f"unexpected {type(error).__name__}"
+                )
+                report.failed[sid] = f"{type(error).__name__}: {detail}"
             elif action == "corrupted":
                 report.corrupted[sid] = str(error)
             elif action == "empty":
@@ -214,7 +218,7 @@ def migrate(
         except MultiCloudStoreError as exc:
             record(sid, "failed", exc)
         except Exception as exc:  # a foreign error: keep going, report its type only
-            record(sid, "failed", type(exc)(f"unexpected {type(exc).__name__}"))
+            record(sid, "failed", exc)
 
     _bounded_map(task, source.list_secret_ids(), workers)
 

@@ -405,3 +405,18 @@ def test_delete_source_names_every_id_still_present_and_fails() -> None:
     out = StringIO()
     _summary(report, out)
     assert f"still in the source {uuid.UUID(int=4)}" in out.getvalue()
+
+
+class ForeignErrorSource(StreamingSource):
+    """A source whose reads raise a foreign error that needs several arguments and quotes the value."""
+
+    def get_secret_values(self, secret_id: UUID) -> dict[str, str]:
+        raise UnicodeDecodeError("utf-8", b"s3cr3t-value", 0, 1, "bad byte")
+
+
+def test_a_foreign_error_is_reported_by_type_only() -> None:
+    target = SecretsStore(StoreSettings(backend="memory"), driver=MemoryDriver())
+    report = migrate(ForeignErrorSource(3), target, workers=1)
+    assert report.failed == dict.fromkeys(
+        (uuid.UUID(int=i + 1) for i in range(3)), "UnicodeDecodeError: unexpected UnicodeDecodeError"
+    )
