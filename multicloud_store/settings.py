@@ -1,9 +1,13 @@
-"""Configuration from the environment, typed and validated by pydantic.
+"""Configuration from the environment, typed and validated.
 
 `StoreSettings` holds what the dispatcher needs (``MULTICLOUD_STORE_*``); each driver owns a settings class of its
 own, derived from `EnvSettings`, for ``MULTICLOUD_STORE_<BACKEND>_*``. Every class can be read from the process
 environment or from an explicit mapping (`EnvSettings.from_environ`), which is how the CLI reads a migration's
 source and target side by side. A wrong value becomes a `ConfigurationError` that names the variable.
+
+The models are this package's own (`multicloud_store._model`), spelled as pydantic's (`Field`, `SecretStr`,
+`field_validator`, `model_validator`, `AliasChoices`): pydantic's import and schema building cost more than the rest
+of a cold start (docs/decisions.md). Third-party drivers import these names from here.
 """
 
 from __future__ import annotations
@@ -22,26 +26,33 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import (
+from multicloud_store._model import (
     AliasChoices,
-    AliasPath,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
+    FieldInfo,
+    Model,
+    SecretStr,
     ValidationInfo,
+    ValidationProblems,
     field_validator,
+    model_validator,
 )
-
 from multicloud_store.errors import ConfigurationError
 
 __all__ = [
     "ENV_PREFIX",
+    "AliasChoices",
     "EnvSettings",
+    "Field",
+    "FieldInfo",
     "NoDecode",
+    "SecretStr",
     "SettingsConfigDict",
     "StoreSettings",
+    "ValidationInfo",
     "describe_settings",
+    "field_validator",
+    "model_validator",
     "read_env_file",
     "unknown_variables",
     "warn_unknown_variables",
@@ -59,19 +70,31 @@ _ENVIRON: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.Context
 )
 
 
-class SettingsConfigDict(ConfigDict, total=False):
-    """pydantic's model configuration plus the environment keys `EnvSettings` reads.
+class SettingsConfigDict(typing.TypedDict, total=False):
+    """A settings class's options (pydantic-settings' names).
 
     Attributes:
         env_prefix: Prepended to a field's name to give its variable (fields with a ``validation_alias`` are read
             from the alias's names instead, without the prefix).
         case_sensitive: Whether variable names are matched case-sensitively (default: no).
         env_ignore_empty: Treat a variable set to the empty string as unset (default: no).
+        populate_by_name: A field with a ``validation_alias`` is also read from ``env_prefix + name``.
+        frozen: Instances are immutable (default: yes).
+        extra: Accepted for compatibility; unknown keywords are always ignored.
+        validate_default: Accepted for compatibility; defaults always go through the validators.
+        hide_input_in_errors: Accepted for compatibility; errors never show the input.
+        arbitrary_types_allowed: Accepted for compatibility.
     """
 
     env_prefix: str
     case_sensitive: bool
     env_ignore_empty: bool
+    populate_by_name: bool
+    frozen: bool
+    extra: str
+    validate_default: bool
+    hide_input_in_errors: bool
+    arbitrary_types_allowed: bool
 
 
 class NoDecode:
@@ -90,7 +113,7 @@ def _is_complex(annotation: Any) -> bool:
         return any(_is_complex(arg) for arg in typing.get_args(annotation) if arg is not type(None))
     candidate = origin or annotation
     if isinstance(candidate, type):
-        if issubclass(candidate, (BaseModel, list, tuple, set, frozenset, dict)):
+        if issubclass(candidate, (Model, list, tuple, set, frozenset, dict)):
             return True
         return candidate.__module__ == "collections.abc" and candidate.__name__ in (
             "Mapping",
@@ -100,12 +123,12 @@ def _is_complex(annotation: Any) -> bool:
     return False
 
 
-def _environment_values(cls: type[BaseModel], environ: Mapping[str, str]) -> dict[str, Any]:
+def _environment_values(cls: type[EnvSettings], environ: Mapping[str, str]) -> dict[str, Any]:
     """Read ``cls``'s fields from ``environ``: what pydantic-settings' environment source does, without its import.
 
     A field is read from ``env_prefix + name``, or from each name of its ``validation_alias`` (first found wins);
     names fold case unless ``case_sensitive``; list, tuple, mapping and model fields are parsed as JSON unless
-    marked `NoDecode`. The keys returned are the ones the model validates (the field name or the alias).
+    marked `NoDecode`. The keys returned are the field names.
     """
     config = cls.model_config
     case_sensitive = bool(config.get("case_sensitive", False))
@@ -116,11 +139,7 @@ def _environment_values(cls: type[BaseModel], environ: Mapping[str, str]) -> dic
     for name, field in cls.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
-            candidates = [
-                choice if isinstance(choice, str) else str(choice.path[0]) for choice in alias.choices
-            ]
-        elif isinstance(alias, AliasPath):
-            candidates = [str(alias.path[0])]
+            candidates = list(alias.choices)
         elif isinstance(alias, str):
             candidates = [alias]
         else:
@@ -129,7 +148,7 @@ def _environment_values(cls: type[BaseModel], environ: Mapping[str, str]) -> dic
         lookups = [(key, key) for key in candidates]
         if not candidates or by_name:
             lookups.append((name, prefix + name))
-        for key, variable in lookups:
+        for _key, variable in lookups:
             value = names.get(variable if case_sensitive else variable.lower())
             if value is None or (ignore_empty and value == ""):
                 continue
@@ -143,32 +162,17 @@ def _environment_values(cls: type[BaseModel], environ: Mapping[str, str]) -> dic
                         f"invalid configuration: {variable.upper()} must be valid JSON",
                         variable=variable.upper(),
                     ) from None
-            # As pydantic-settings does: a value found under any alias is handed over under the first one.
-            out[key if key == name and by_name else lookups[0][0]] = value
+            out[name] = value
             break
     return out
 
 
-def _field_of(cls: type[BaseModel], key: str) -> str | None:
-    """The field an init keyword sets: its name, or one of its ``validation_alias`` names."""
-    if key in cls.model_fields:
-        return key
-    for name, field in cls.model_fields.items():
-        alias = field.validation_alias
-        if alias == key or (
-            isinstance(alias, AliasChoices) and any(choice == key for choice in alias.choices)
-        ):
-            return name
-    return None
-
-
-class EnvSettings(BaseModel):
+class EnvSettings(Model):
     """Base of every settings class: environment variables only, errors that name the variable.
 
-    Subclasses set ``model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_<BACKEND>_")``. Keyword
-    arguments win over the environment. The environment is read by a small source of our own rather than by
-    pydantic-settings, whose import (asyncio, dotenv and cloud secret sources) cost more than the rest of a cold
-    start of the local backend.
+    Subclasses set ``model_config = SettingsConfigDict(env_prefix="MULTICLOUD_STORE_<BACKEND>_")`` and declare
+    fields as pydantic models do (annotations, `Field`, `field_validator`, `model_validator`). Keyword arguments
+    win over the environment. Building one raises `ConfigurationError` naming each variable at fault.
     """
 
     # hide_input_in_errors: a rejected value may be a credential; errors name the variable, never the input.
@@ -185,15 +189,42 @@ class EnvSettings(BaseModel):
     secret_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **values: Any) -> None:
+        """Read the fields from the environment; keywords (by field name or alias) win over it.
+
+        Args:
+            **values: Field values.
+
+        Raises:
+            ConfigurationError: A value is missing or invalid; the message names the variable.
+        """
+        cls = type(self)
         environ = _ENVIRON.get()
-        found = _environment_values(type(self), os.environ if environ is None else environ)
+        found = _environment_values(cls, os.environ if environ is None else environ)
         if values:
             # A keyword names its field by name or alias: the environment's value for that field gives way.
-            overridden = {_field_of(type(self), key) for key in values}
-            found = {
-                key: value for key, value in found.items() if _field_of(type(self), key) not in overridden
-            }
-        super().__init__(**found, **values)
+            found.update(cls._by_name(values))
+        try:
+            cls._validate(found, into=self)
+        except ValidationProblems as exc:
+            raise cls._configuration_error(exc) from None
+
+    @classmethod
+    def model_validate(cls: type[_S], data: Mapping[str, Any]) -> _S:
+        """Build the settings from a mapping of field names (or aliases), without reading the environment.
+
+        Args:
+            data: The values.
+
+        Returns:
+            The validated settings.
+
+        Raises:
+            ConfigurationError: A value is missing or invalid; the message names the variable.
+        """
+        try:
+            return cls._validate(data)
+        except ValidationProblems as exc:
+            raise cls._configuration_error(exc) from None
 
     @classmethod
     def env_name(cls, field_name: str) -> str:
@@ -226,27 +257,20 @@ class EnvSettings(BaseModel):
         token = _ENVIRON.set(dict(environ)) if environ is not None else None
         try:
             return cls(**overrides)
-        except ValidationError as exc:
-            raise cls._configuration_error(exc) from None
         finally:
             if token is not None:
                 _ENVIRON.reset(token)
 
     @classmethod
-    def _configuration_error(cls, exc: ValidationError) -> ConfigurationError:
+    def _configuration_error(cls, exc: ValidationProblems) -> ConfigurationError:
         problems = []
         first_variable: str | None = None
-        for error in exc.errors(include_input=False, include_url=False):
-            loc = error.get("loc") or ()
-            field = str(loc[0]) if loc else ""
+        for problem in exc.problems:
+            field = problem.field
             variable = cls.env_name(field) if field in cls.model_fields else field or "(settings)"
             first_variable = first_variable or variable
-            # Only a description of the rule, never the input: the input may be a credential.
-            rule = None
-            if field in cls.model_fields:
-                extra = cls.model_fields[field].json_schema_extra
-                rule = extra.get("rule") if isinstance(extra, dict) else None
-            problems.append(f"{variable} {_sentence(error, rule if isinstance(rule, str) else None)}")
+            # The sentences describe the rule, never the input: the input may be a credential.
+            problems.append(f"{variable} {problem.sentence}")
         return ConfigurationError("invalid configuration: " + "; ".join(problems), variable=first_variable)
 
     @field_validator("*", mode="before")
@@ -273,7 +297,7 @@ class EnvSettings(BaseModel):
         return out
 
 
-def _is_path_field(cls: type[BaseModel], name: str) -> bool:
+def _is_path_field(cls: type[EnvSettings], name: str) -> bool:
     field = cls.model_fields.get(name)
     if field is None:
         return False
@@ -281,53 +305,8 @@ def _is_path_field(cls: type[BaseModel], name: str) -> bool:
     return annotation is Path or Path in getattr(annotation, "__args__", ())
 
 
-# pydantic's error types, as sentences that follow the variable's name.
-_SENTENCES: dict[str, str] = {
-    "missing": "is required",
-    "string_too_short": "must have at least {min_length} character(s)",
-    "string_too_long": "must have at most {max_length} character(s)",
-    "greater_than": "must be greater than {gt}",
-    "greater_than_equal": "must be at least {ge}",
-    "less_than": "must be less than {lt}",
-    "less_than_equal": "must be at most {le}",
-    "int_parsing": "must be a whole number",
-    "int_from_float": "must be a whole number",
-    "float_parsing": "must be a number",
-    "bool_parsing": "must be true or false",
-    "literal_error": "must be one of {expected}",
-    "enum": "must be one of {expected}",
-    "path_type": "must be a path",
-    "url_parsing": "must be a URL",
-    "url_scheme": "must be a URL with scheme {expected_schemes}",
-    "json_invalid": "must be valid JSON",
-    "list_type": "must be a list",
-}
-
-
-def _sentence(error: Mapping[str, Any], rule: str | None) -> str:
-    """Rewrite one pydantic error into a sentence that follows the variable name (no input echoed)."""
-    kind = str(error.get("type", ""))
-    ctx = error.get("ctx") or {}
-    if kind == "string_pattern_mismatch":
-        return f"must be {rule}" if rule else f"must match the pattern {ctx.get('pattern')}"
-    if kind in ("value_error", "assertion_error"):
-        cause = ctx.get("error")
-        text = str(cause) if cause is not None else str(error.get("msg", ""))
-        for noise in ("Value error, ", "Assertion failed, "):
-            text = text.removeprefix(noise)
-        return text
-    template = _SENTENCES.get(kind)
-    if template is not None:
-        with contextlib.suppress(KeyError, IndexError):
-            return template.format(**{k: str(v) for k, v in ctx.items()})
-    message = str(error.get("msg", "is not valid"))
-    return "is not valid: " + message[:1].lower() + message[1:]
-
-
 def _is_secret(value: object) -> bool:
-    from pydantic import SecretBytes, SecretStr
-
-    return isinstance(value, (SecretStr, SecretBytes))
+    return isinstance(value, SecretStr)
 
 
 class StoreSettings(EnvSettings):

@@ -15,11 +15,18 @@ from pathlib import Path
 from typing import Annotated
 
 import pytest
-from pydantic import AliasChoices, Field, field_validator
 
 from multicloud_store import envelope
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings, NoDecode, SettingsConfigDict, StoreSettings
+from multicloud_store.settings import (
+    AliasChoices,
+    EnvSettings,
+    Field,
+    NoDecode,
+    SettingsConfigDict,
+    StoreSettings,
+    field_validator,
+)
 
 
 def _modules_after(code: str, env: dict[str, str] | None = None) -> list[str]:

@@ -32,8 +32,6 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
 
-from pydantic import Field, SecretStr, field_validator
-
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import (
     BackendError,
@@ -61,7 +59,14 @@ from multicloud_store.sealing import (
     row_aad,
     seal_key_check,
 )
-from multicloud_store.settings import _ENVIRON, EnvSettings, SettingsConfigDict
+from multicloud_store.settings import (
+    _ENVIRON,
+    EnvSettings,
+    Field,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+)
 
 __all__ = ["LocalDriver", "LocalSettings", "RotationReport", "default_path"]
 

@@ -12,11 +12,9 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import ClassVar
 
-from pydantic import Field
-
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import BackendUnavailableError, SecretExistsError, SecretNotFoundError
-from multicloud_store.settings import EnvSettings, SettingsConfigDict
+from multicloud_store.settings import EnvSettings, Field, SettingsConfigDict
 
 __all__ = ["MemoryDriver", "MemorySettings"]
 

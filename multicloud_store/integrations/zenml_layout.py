@@ -18,10 +18,8 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
-from pydantic import Field
-
 from multicloud_store.errors import ConfigurationError, SecretCorruptedError, SecretNotFoundError
-from multicloud_store.settings import EnvSettings, SettingsConfigDict, StoreSettings
+from multicloud_store.settings import EnvSettings, Field, SettingsConfigDict, StoreSettings
 
 if TYPE_CHECKING:
     from multicloud_store.driver import SecretsDriver

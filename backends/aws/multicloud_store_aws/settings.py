@@ -10,10 +10,15 @@ import re
 from typing import Any, ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings, SettingsConfigDict
+from multicloud_store.settings import (
+    EnvSettings,
+    Field,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["AwsSettings", "mask_url"]
 

@@ -32,7 +32,6 @@ from typing import Any, ClassVar
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.core.pipeline.policies import RetryPolicy
-from pydantic import SecretStr
 
 from multicloud_store.driver import DriverLimits, StoredSecret, read_many_sequential
 from multicloud_store.errors import (
@@ -43,7 +42,7 @@ from multicloud_store.errors import (
     SecretNotFoundError,
     SecretStateError,
 )
-from multicloud_store.settings import EnvSettings
+from multicloud_store.settings import EnvSettings, SecretStr
 from multicloud_store_azure import _redact
 from multicloud_store_azure.errors import (
     DELETED_BUT_RECOVERABLE,

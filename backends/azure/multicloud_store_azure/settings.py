@@ -12,10 +12,16 @@ import re
 from pathlib import Path
 from typing import Literal, NoReturn
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings, SettingsConfigDict
+from multicloud_store.settings import (
+    AliasChoices,
+    EnvSettings,
+    Field,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["AzureSettings", "CredentialKind"]
 

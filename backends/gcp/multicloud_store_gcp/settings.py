@@ -11,10 +11,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings, NoDecode, SettingsConfigDict
+from multicloud_store.settings import (
+    AliasChoices,
+    EnvSettings,
+    Field,
+    NoDecode,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["GcpSettings", "mask_url"]
 

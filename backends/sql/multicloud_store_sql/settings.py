@@ -11,12 +11,17 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, NoReturn
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-
 from multicloud_store.errors import ConfigurationError
 from multicloud_store.keyfiles import read_key_file
 from multicloud_store.sealing import KeyFormatError, Keyring
-from multicloud_store.settings import EnvSettings, SettingsConfigDict
+from multicloud_store.settings import (
+    EnvSettings,
+    Field,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+    model_validator,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL

@@ -13,10 +13,16 @@ from pathlib import Path
 from typing import ClassVar, Literal, NoReturn
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-
 from multicloud_store.errors import ConfigurationError
-from multicloud_store.settings import EnvSettings, SettingsConfigDict
+from multicloud_store.settings import (
+    AliasChoices,
+    EnvSettings,
+    Field,
+    SecretStr,
+    SettingsConfigDict,
+    field_validator,
+    model_validator,
+)
 
 __all__ = ["DEFAULT_KUBERNETES_TOKEN_FILE", "VaultSettings", "read_credential_file"]
 
