@@ -170,6 +170,8 @@ def typecheck(session: nox.Session) -> None:
         "pytest>=8",
         "boto3-stubs[secretsmanager,sts,kms]",
         "moto[server]>=5.0",
+        # The ZenML plug-in's configuration is a pydantic model (ZenML brings pydantic; the core does not).
+        "pydantic>=2.6,<3",
         *OTEL_TEST_TOOLS,
     )
     session.run(
