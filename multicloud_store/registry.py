@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import inspect
 import json
 import logging
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -51,6 +49,31 @@ KNOWN_DISTRIBUTIONS: dict[str, str] = {
     "vault": "multicloud-store-vault",
     "sql": "multicloud-store-sql",
 }
+
+
+# Where each of our backends' entry point leads: importing it directly skips the entry-point scan, which reads the
+# metadata of every installed distribution (tens of milliseconds of a cold start in a large environment).
+_KNOWN_TARGETS: dict[str, str] = {
+    "aws": "multicloud_store_aws.driver:AwsDriver",
+    "gcp": "multicloud_store_gcp.driver:GcpDriver",
+    "azure": "multicloud_store_azure.driver:AzureDriver",
+    "vault": "multicloud_store_vault.driver:VaultDriver",
+    "sql": "multicloud_store_sql.driver:SqlDriver",
+}
+
+
+def _installed_known(name: str) -> str | None:
+    """The driver of one of our backends when its package is importable here (no metadata read), else None."""
+    target = _KNOWN_TARGETS.get(name)
+    if target is None:
+        return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(target.partition(".")[0])
+    except (ImportError, ValueError):
+        return None
+    return target if spec is not None else None
 
 
 def _import(target: str) -> object:
@@ -95,6 +118,8 @@ def _install_hint(name: str) -> tuple[str, str]:
         backend_dir = Path(url2pathname(urlparse(url).path)) / "backends" / name
         if backend_dir.is_dir():
             editable = "-e " if direct_url["dir_info"].get("editable") else ""
+            import shlex
+
             return str(backend_dir), f"pip install {editable}{shlex.quote(str(backend_dir))}"
     return extra, f"pip install '{extra}'"
 
@@ -144,7 +169,7 @@ def _settings_classes() -> list[type[object]]:
         except Exception as exc:  # a broken or foreign layout: its variables are then never called typos
             logging.getLogger("multicloud_store").debug("no settings read from %s: %s", module_name, exc)
             continue
-        for _, value in inspect.getmembers(module, inspect.isclass):
+        for value in [item for item in vars(module).values() if isinstance(item, type)]:
             if issubclass(value, EnvSettings) and value is not EnvSettings:
                 classes.append(value)
     return classes
@@ -202,8 +227,20 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
     """
     if name in _BUILTIN:
         return cast("type[SecretsDriver]", _import(_BUILTIN[name]))
-    entry_point = _entry_points().get(name)
     distribution = KNOWN_DISTRIBUTIONS.get(name)
+    known = _installed_known(name)
+    if known is not None:
+        try:
+            return cast("type[SecretsDriver]", _import(known))
+        except ImportError as exc:
+            # The package is there but its SDK is not (a broken or partial install).
+            requirement, pip = _install_hint(name)
+            raise BackendNotInstalledError(
+                f"backend {name!r} cannot be imported ({exc.name or exc}); install {pip}",
+                requirement=requirement,
+                backend=name,
+            ) from exc
+    entry_point = _entry_points().get(name)
     extra, command = _install_hint(name) if distribution else (None, None)
     if entry_point is None:
         if distribution:

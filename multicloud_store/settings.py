@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import difflib
 import importlib
 import json
 import logging
@@ -498,6 +497,8 @@ def unknown_variables(
         suffixes = sorted(name[len(ENV_PREFIX) :] for name in names if name.startswith(ENV_PREFIX))
         typo = upper[len(prefix) :]
         # A name cut short (CACHE_TTL for CACHE_TTL_SECONDS) first, then difflib's closest spelling.
+        import difflib  # only for a typo
+
         close = sorted((s for s in suffixes if s.startswith(typo + "_")), key=len)[:1] or (
             difflib.get_close_matches(typo, suffixes, n=1, cutoff=0.7)
         )

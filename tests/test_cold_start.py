@@ -203,3 +203,27 @@ def test_local_read_labels_are_parsed_on_demand(tmp_path: Path) -> None:
         assert len(labels) == 2 and sorted(labels) == ["env", "team"]
     finally:
         driver.close()
+
+
+def test_our_backends_load_without_an_entry_point_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    from multicloud_store import registry
+
+    def no_scan() -> dict[str, object]:
+        raise AssertionError("the entry-point scan ran")
+
+    monkeypatch.setattr(registry, "_entry_points", no_scan)
+    for name in registry.KNOWN_DISTRIBUTIONS:
+        if registry._installed_known(name) is not None:
+            assert registry.load_driver_class(name).__name__.lower().startswith(name)
+
+
+def test_the_shortcut_leads_where_each_distributions_entry_point_does() -> None:
+    from importlib.metadata import entry_points
+
+    from multicloud_store import registry
+
+    registered = {ep.name: ep.value for ep in entry_points(group=registry.ENTRY_POINT_GROUP)}
+    for name, target in registry._KNOWN_TARGETS.items():
+        if name in registered:
+            assert registered[name] == target
+    assert set(registry._KNOWN_TARGETS) == set(registry.KNOWN_DISTRIBUTIONS)

@@ -30,6 +30,7 @@ def _missing_aws(
     monkeypatch: pytest.MonkeyPatch, direct_url: dict[str, Any] | None
 ) -> BackendNotInstalledError:
     monkeypatch.setattr(registry, "_entry_points", dict)
+    monkeypatch.setattr(registry, "_installed_known", lambda name: None)
     monkeypatch.setattr(importlib.metadata, "distribution", lambda name: _Dist(direct_url))
     with pytest.raises(BackendNotInstalledError) as info:
         registry.load_driver_class("aws")
@@ -81,6 +82,7 @@ def test_checkout_gone_or_archive_falls_back_to_the_extra(
 
 def test_unreadable_direct_url_falls_back_to_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_entry_points", dict)
+    monkeypatch.setattr(registry, "_installed_known", lambda name: None)
 
     class _Broken:
         def read_text(self, filename: str) -> str:

@@ -115,6 +115,7 @@ def test_known_but_missing_backend_names_the_distribution(tmp_path: Path) -> Non
         import importlib.metadata as m
         import multicloud_store.registry as r
         r._entry_points = lambda: {}
+        r._installed_known = lambda name: None
         # As if installed from an index: no PEP 610 direct_url.json (a checkout gets a path; test_install_hint).
         m.distribution = lambda name: type("D", (), {"read_text": staticmethod(lambda f: None)})()
         try:
