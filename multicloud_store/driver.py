@@ -11,14 +11,14 @@ A third-party driver implements `SecretsDriver`, declares its `DriverLimits`, an
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from multicloud_store.settings import EnvSettings
 
-__all__ = ["DriverLimits", "SecretsDriver", "StoredSecret", "read_many_sequential"]
+__all__ = ["DriverLimits", "OwnedWrites", "SecretsDriver", "StoredSecret", "read_many_sequential"]
 
 
 @dataclass(frozen=True)
@@ -183,6 +183,52 @@ class SecretsDriver(Protocol):
 
     def close(self) -> None:
         """Release clients, connections and threads. The driver may not be used afterwards."""
+        ...
+
+
+@runtime_checkable
+class OwnedWrites(Protocol):
+    """Optional: update and delete that prove ownership and write in one round trip, atomically.
+
+    Without it the dispatcher proves ownership with a `read` (the envelope inside the payload names the deployment
+    and the id) and then calls `replace` or `delete`: two round trips, with a window between them. A service that
+    can read a secret and then write it on the condition that it is still the version read, in one transaction or
+    one call, implements these two methods, and `multicloud_store.store.SecretsStore` calls them instead.
+
+    Each method reads the secret as `read` would (raising what `read` raises: `SecretNotFoundError`,
+    `SecretCorruptedError`, ...), calls ``check`` with it, and writes only if ``check`` returned and the secret is
+    still the version that was checked (a compare-and-swap, or a lock held until the write). ``check`` is the
+    dispatcher's ownership check: it raises (`SecretNotFoundError` for another deployment's secret,
+    `SecretCorruptedError` for an unreadable payload labelled as ours) to refuse, and then nothing is written and
+    the error propagates unchanged. Each method is used when present; see docs/writing-a-driver.md.
+    """
+
+    def replace_owned(
+        self, name: str, payload: str, labels: Mapping[str, str], check: Callable[[StoredSecret], object]
+    ) -> None:
+        """Replace the payload of ``name`` if ``check`` accepts the secret as it is, atomically for readers.
+
+        Args:
+            name: The secret's backend name.
+            payload: The new payload.
+            labels: The labels the secret carries afterwards.
+            check: Called with the current secret before the write; raises to refuse it.
+
+        Raises:
+            SecretNotFoundError: No such secret, or ``check`` refused it; nothing was written.
+        """
+        ...
+
+    def delete_owned(self, name: str, check: Callable[[StoredSecret], object]) -> None:
+        """Delete ``name`` if ``check`` accepts the secret as it is.
+
+        Args:
+            name: The secret's backend name.
+            check: Called with the current secret before the delete; raises to refuse it.
+
+        Raises:
+            SecretNotFoundError: No such secret, or ``check`` refused it; nothing was deleted.
+        """
         ...
 
 

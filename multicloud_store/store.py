@@ -557,6 +557,18 @@ class SecretsStore(SecretsStoreInterface):
         payload = self._encode(sid, values)
         name = self._name(sid)
         with self._invalidating(name):
+            replace_owned = getattr(self.driver, "replace_owned", None)
+            if replace_owned is not None:
+                # The same ownership check, run by the driver between its read and its conditional write: one
+                # round trip, no window between check and write (docs/decisions.md, decision 26).
+                try:
+                    check = lambda stored: self._open(sid, stored)  # noqa: E731 - one use, in this call
+                    self._call("update", sid, replace_owned, name, payload, self._labels(sid), check)
+                except BackendUnavailableError:
+                    if self._holds(sid, name, values):  # the write committed, only its answer was lost
+                        return
+                    raise
+                return
             self._open(sid, self._call("update", sid, self.driver.read, name))
             try:
                 self._call("update", sid, self.driver.replace, name, payload, self._labels(sid))
@@ -583,6 +595,19 @@ class SecretsStore(SecretsStoreInterface):
         sid = _coerce_id(secret_id)
         name = self._name(sid)
         with self._invalidating(name):
+            delete_owned = getattr(self.driver, "delete_owned", None)
+            if delete_owned is not None:
+                # As in update: the driver runs the ownership check between its read and its conditional delete.
+                try:
+                    check = lambda stored: self._open(sid, stored)  # noqa: E731 - one use, in this call
+                    self._call("delete", sid, delete_owned, name, check)
+                    return
+                except SecretIncompleteError:
+                    pass  # an interrupted store's leftover: judged by its labels below, as without the extension
+                except BackendUnavailableError:
+                    if self._gone(name):  # the delete committed, only its answer was lost
+                        return
+                    raise
             try:
                 self._open(sid, self._call("delete", sid, self.driver.read, name))
             except SecretIncompleteError as exc:

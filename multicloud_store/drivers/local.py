@@ -704,6 +704,63 @@ class LocalDriver:
         if cursor.rowcount == 0:
             raise SecretNotFoundError(f"secret {name!r} not found")
 
+    def replace_owned(
+        self, name: str, payload: str, labels: Mapping[str, str], check: Callable[[StoredSecret], object]
+    ) -> None:
+        """Read, ``check`` and replace a secret in one write transaction; see `OwnedWrites.replace_owned`."""
+
+        def statement() -> tuple[str, tuple[object, ...]]:
+            labels_text = _labels_text(labels)
+            sealed = self._seal(name, payload, labels_text)  # the keys are loaded once a connection is open
+            return (
+                "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ?, labels = ?, updated = ? WHERE name = ?",
+                (sealed.key_id, sealed.nonce, sealed.ciphertext, labels_text, time.time(), name),
+            )
+
+        self._owned_write(name, check, statement, "updating")
+
+    def delete_owned(self, name: str, check: Callable[[StoredSecret], object]) -> None:
+        """Read, ``check`` and delete a secret in one write transaction; see `OwnedWrites.delete_owned`."""
+        self._owned_write(name, check, lambda: ("DELETE FROM secrets WHERE name = ?", (name,)), "deleting")
+
+    def _owned_write(
+        self,
+        name: str,
+        check: Callable[[StoredSecret], object],
+        statement: Callable[[], tuple[str, tuple[object, ...]]],
+        what: str,
+    ) -> None:
+        """Under ``BEGIN IMMEDIATE`` (no other writer until COMMIT): read and open the row, ``check`` it, write."""
+        connection = self._acquire(create=False)
+        if connection is None:
+            raise SecretNotFoundError(f"secret {name!r} not found")
+        try:
+            sql, parameters = statement()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                row = connection.execute(
+                    "SELECT key_id, nonce, ciphertext, labels FROM secrets WHERE name = ?", (name,)
+                ).fetchone()
+                if row is None:
+                    raise SecretNotFoundError(f"secret {name!r} not found")
+                key_id, nonce, ciphertext, labels_text = row
+                check(
+                    StoredSecret(
+                        name, self._unseal(name, key_id, nonce, ciphertext, labels_text), _Labels(labels_text)
+                    )
+                )
+                connection.execute(sql, parameters)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise _translate(exc, f"{what} {name!r} failed") from exc
+        finally:
+            self._release(connection)
+
     def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
         """List names by labels with keyset paging; see `SecretsDriver.list_names`."""
         size = self.settings.page_size

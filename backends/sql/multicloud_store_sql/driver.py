@@ -55,6 +55,7 @@ from sqlalchemy.dialects import mysql
 from multicloud_store.driver import DriverLimits, StoredSecret
 from multicloud_store.errors import (
     BackendError,
+    BackendUnavailableError,
     ConfigurationError,
     MultiCloudStoreError,
     SecretCorruptedError,
@@ -89,6 +90,8 @@ SCHEMA_VERSION = 1
 # The label the dispatcher uses for the deployment: stored in its own indexed column for listing.
 _DEPLOYMENT_LABEL = "mcs_deployment"
 _KEY_CHECK_PREFIX = "key_check:"
+# Rounds of read, check and compare-and-swap write before an owned write gives up on concurrent writers.
+_OWNED_ATTEMPTS = 5
 
 _T = TypeVar("_T")
 
@@ -526,6 +529,70 @@ class SqlDriver:
         count = self._run("delete", name, lambda c: c.execute(statement).rowcount)
         if count == 0:
             raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
+
+    def replace_owned(
+        self, name: str, payload: str, labels: Mapping[str, str], check: Callable[[StoredSecret], object]
+    ) -> None:
+        """Read, ``check`` and ``UPDATE`` a secret in one transaction; see `OwnedWrites.replace_owned`."""
+        labels_text = _labels_text(labels)
+        sealed = self._seal(name, payload, labels_text)
+        t = self._table
+        statement = update(t).values(
+            key_id=sealed.key_id,
+            nonce=sealed.nonce,
+            ciphertext=sealed.ciphertext,
+            labels=labels_text,
+            deployment=labels.get(_DEPLOYMENT_LABEL, ""),
+            updated=_now(),
+        )
+        self._owned_write(
+            "replace", name, check, lambda nonce: statement.where(t.c.name == name, t.c.nonce == nonce)
+        )
+
+    def delete_owned(self, name: str, check: Callable[[StoredSecret], object]) -> None:
+        """Read, ``check`` and ``DELETE`` a secret in one transaction; see `OwnedWrites.delete_owned`."""
+        t = self._table
+        self._owned_write(
+            "delete", name, check, lambda nonce: delete(t).where(t.c.name == name, t.c.nonce == nonce)
+        )
+
+    def _owned_write(
+        self,
+        action: str,
+        name: str,
+        check: Callable[[StoredSecret], object],
+        write: Callable[[bytes], Executable],
+    ) -> None:
+        """One transaction: ``SELECT ... FOR UPDATE`` the row, open it, ``check`` it, then write it.
+
+        The write is also a compare-and-swap on the nonce that was checked: SQLite ignores ``FOR UPDATE``, and a
+        row another writer replaced in between is read and checked again (bounded).
+        """
+        t = self._table
+        read = (
+            select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels)
+            .where(t.c.name == name)
+            .with_for_update()
+        )
+
+        def work(connection: Connection) -> int:
+            row = connection.execute(read).first()
+            if row is None:
+                raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
+            key_id, nonce, ciphertext, labels_text = row
+            payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
+            check(StoredSecret(name, payload, _parse_labels(labels_text), version=key_id))
+            return int(connection.execute(write(bytes(nonce))).rowcount)
+
+        for _ in range(_OWNED_ATTEMPTS):
+            if self._run(action, name, work):
+                return
+            logger.debug("%s of %r met a concurrent writer; reading it again", action, name)
+        raise BackendUnavailableError(
+            f"{action} of secret {name!r} on {self._where}: other writers changed it {_OWNED_ATTEMPTS} times while "
+            "it was being written; try again",
+            backend=BACKEND,
+        )
 
     def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
         """Yield names by keyset pagination (``name > :last ORDER BY name``); see `SecretsDriver.list_names`."""
