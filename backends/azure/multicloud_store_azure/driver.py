@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import threading
 import time
 import uuid
@@ -59,6 +60,7 @@ __all__ = [
     "build_credential",
     "client_options",
     "create_client",
+    "environment_proxies",
     "pooled_transport",
 ]
 
@@ -321,8 +323,31 @@ def create_client(settings: AzureSettings, *, credential: Any = None, **kwargs: 
     options = client_options(settings)
     if "transport" not in kwargs:
         options["transport"] = pooled_transport(settings)
+        # That transport ignores the environment on each request; the proxy it would have found is given
+        # once here, to azure-core's ProxyPolicy.
+        proxies = environment_proxies(settings.resolved_vault_url())
+        if proxies:
+            options["proxies"] = proxies
     options.update(kwargs)
     return SecretClient(settings.resolved_vault_url(), credential, **options)
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """Return the proxies the environment names for ``url``, as requests would find them on every call.
+
+    ``HTTPS_PROXY``, ``HTTP_PROXY``, ``ALL_PROXY`` (any case), minus ``NO_PROXY``: requests' own
+    ``get_environ_proxies``, called once when the client is built instead of twice per request (each call
+    scans the whole environment).
+
+    Args:
+        url: The vault URL (the only host a ``SecretClient`` talks to).
+
+    Returns:
+        ``{scheme: proxy URL}`` for requests' ``proxies=``; empty when no proxy applies.
+    """
+    from requests.utils import get_environ_proxies
+
+    return {scheme: proxy for scheme, proxy in get_environ_proxies(url).items() if scheme != "no" and proxy}
 
 
 def pooled_transport(settings: AzureSettings) -> Any:
@@ -343,6 +368,10 @@ def pooled_transport(settings: AzureSettings) -> Any:
     from urllib3.util.retry import Retry
 
     session = requests.Session()
+    # Not the environment on every request: requests would scan all of os.environ twice per call for proxies
+    # (create_client resolves them once instead) and stat ~/.netrc, whose credentials would only replace the
+    # bearer token anyway. The CA bundle requests would take from the environment is taken once, below.
+    session.trust_env = False
     # As azure-core's own adapter: its retry policy retries, so urllib3 must not.
     adapter = requests.adapters.HTTPAdapter(
         pool_maxsize=settings.pool_size(),
@@ -356,7 +385,12 @@ def pooled_transport(settings: AzureSettings) -> Any:
         for key, value in client_options(settings).items()
         if key in ("connection_timeout", "read_timeout", "connection_verify")
     }
-    return RequestsTransport(session=session, session_owner=True, **connection)
+    if "connection_verify" not in connection:
+        # What requests does per call with trust_env: REQUESTS_CA_BUNDLE, then CURL_CA_BUNDLE.
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            connection["connection_verify"] = bundle
+    return RequestsTransport(session=session, session_owner=True, use_env_settings=False, **connection)
 
 
 class AzureDriver:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,13 @@ from multicloud_store.errors import (
 )
 from multicloud_store.settings import StoreSettings
 from multicloud_store.store import LABEL_DEPLOYMENT, LABEL_MANAGED_BY, LABEL_SECRET_ID, SecretsStore
-from multicloud_store_azure.driver import WRITER_TAG, AzureDriver, build_credential, create_client
+from multicloud_store_azure.driver import (
+    WRITER_TAG,
+    AzureDriver,
+    build_credential,
+    create_client,
+    environment_proxies,
+)
 from multicloud_store_azure.errors import TLS_HINT, translate
 from multicloud_store_azure.settings import AzureSettings
 from multicloud_store_azure.testing import DEFAULT_TOKEN, KeyVaultEmulator
@@ -488,6 +495,125 @@ def test_read_timeout_applies(https_env: Callable[..., dict[str, str]], emulator
     with pytest.raises(BackendUnavailableError):
         store.get_secret_values(uuid.uuid4())
     store.close()
+
+
+# -- proxies and the environment --------------------------------------------------------------------------
+
+
+class _ConnectProxy:
+    """A tiny HTTPS proxy on 127.0.0.1: answers CONNECT, records the target, then relays bytes both ways."""
+
+    def __init__(self) -> None:
+        self.targets: list[str] = []
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target = head.split(b" ", 2)[:2]
+            if method != b"CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.targets.append(target.decode())
+            host, port = target.decode().rsplit(":", 1)
+            with socket.create_connection((host, int(port))) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                relay = threading.Thread(target=self._pipe, args=(upstream, client), daemon=True)
+                relay.start()
+                self._pipe(client, upstream)
+                relay.join(timeout=60)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._server.close()
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[_ConnectProxy]:
+    proxy = _ConnectProxy()
+    yield proxy
+    proxy.close()
+
+
+def _clear_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_https_proxy_from_the_environment_carries_the_calls(
+    https_env: Callable[..., dict[str, str]], connect_proxy: _ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The transport ignores the environment per request (it is read once, when the client is built): the proxy
+    # must still carry every call.
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+    store = SecretsStore.from_env(https_env())
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"k": "v"})
+    assert store.get_secret_values(sid) == {"k": "v"}
+    store.close()
+    host = https_env()["MULTICLOUD_STORE_AZURE_VAULT_URL"].split("//", 1)[1]
+    assert connect_proxy.targets and set(connect_proxy.targets) == {host}
+
+
+def test_no_proxy_from_the_environment_bypasses_the_proxy(
+    https_env: Callable[..., dict[str, str]], connect_proxy: _ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    store = SecretsStore.from_env(https_env())
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"k": "v"})
+    assert store.get_secret_values(sid) == {"k": "v"}
+    store.close()
+    assert connect_proxy.targets == []
+
+
+def test_requests_ca_bundle_from_the_environment_is_trusted(
+    https_env: Callable[..., dict[str, str]], emulator: KeyVaultEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without MULTICLOUD_STORE_AZURE_CA_BUNDLE, requests' own variable still names the CA to trust.
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", emulator.ca_cert_path)
+    env = https_env()
+    del env["MULTICLOUD_STORE_AZURE_CA_BUNDLE"]
+    store = SecretsStore.from_env(env)
+    with pytest.raises(SecretNotFoundError):
+        store.get_secret_values(uuid.uuid4())
+    store.close()
+
+
+def test_environment_proxies_resolve_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_proxy_env(monkeypatch)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", ".internal.example")
+    assert environment_proxies("https://v.vault.azure.net") == {"https": "http://proxy.example:3128"}
+    assert environment_proxies("https://v.internal.example") == {}
 
 
 # -- TLS and tokens -----------------------------------------------------------------------------------------

@@ -375,9 +375,12 @@ class GcpDriver:
         return self._stored(name, response)
 
     def _stored(self, name: str, response: Any) -> StoredSecret:
-        payload = response.payload
-        data = bytes(payload.data)
-        if "data_crc32c" in payload and google_crc32c.value(data) != payload.data_crc32c:
+        # The protobuf under the proto-plus wrapper (proto-plus's documented ``Message.pb``): each attribute read
+        # through the wrapper costs a marshalling step, on every read.
+        pb = type(response).pb(response)
+        payload = pb.payload
+        data = payload.data
+        if payload.HasField("data_crc32c") and google_crc32c.value(data) != payload.data_crc32c:
             raise SecretCorruptedError(
                 f"GCP Secret Manager: the payload of secret {name!r} does not match its CRC32C checksum; "
                 "it was corrupted in transit or at rest",
@@ -385,7 +388,7 @@ class GcpDriver:
             )
         # We only ever write UTF-8; anything else is not ours, and the dispatcher's envelope check says so.
         text = data.decode("utf-8", errors="replace")
-        return StoredSecret(name=name, payload=text, labels={}, version=response.name.rsplit("/", 1)[-1])
+        return StoredSecret(name=name, payload=text, labels={}, version=pb.name.rsplit("/", 1)[-1])
 
     def _access(self, client: Any, version_name: str, name: str) -> Any:
         try:
