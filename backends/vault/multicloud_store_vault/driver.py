@@ -31,8 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from urllib.parse import quote, urlsplit
 
 import hvac
@@ -52,6 +51,9 @@ from multicloud_store.errors import (
 from multicloud_store.settings import EnvSettings
 from multicloud_store_vault.errors import is_cas_mismatch, status_of, translate
 from multicloud_store_vault.settings import VaultSettings, read_credential_file
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["VaultDriver"]
 
@@ -566,6 +568,8 @@ class VaultDriver:
             yield from matching(page)
 
     def _executor(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # only listing needs threads (cold start)
+
         with self._lock:
             if self._closed:
                 raise BackendError("this Vault driver is closed", backend="vault")
