@@ -373,6 +373,24 @@ def test_disabled_secret_is_a_state_error(
         store.store_secret_values(sid, {"v": "3"})
 
 
+def test_read_returns_what_the_sdk_reads(
+    make_driver: Callable[..., AzureDriver], raw_client: SecretClient
+) -> None:
+    # The driver reads the service's JSON through SecretClient.send_request, not the SDK's models: the payload,
+    # the tags and the version must be exactly what get_secret gives.
+    driver = make_driver()
+    sid = uuid.uuid4()
+    store = _store(driver)
+    store.store_secret_values(sid, {"v": "1"})
+    store.update_secret_values(sid, {"v": "2"})
+    name = store.secret_name(sid)
+    read = driver.read(name)
+    expected = raw_client.get_secret(name)
+    assert read.payload == expected.value
+    assert dict(read.labels) == expected.properties.tags
+    assert read.version is not None and read.version == expected.properties.version
+
+
 def test_expired_secret_is_a_state_error(
     make_driver: Callable[..., AzureDriver], emulator: KeyVaultEmulator
 ) -> None:
