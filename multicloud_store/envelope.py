@@ -14,10 +14,11 @@ import json
 from typing import NamedTuple
 from uuid import UUID
 
-__all__ = ["ENVELOPE_VERSION", "Envelope", "EnvelopeError", "decode", "encode"]
+__all__ = ["ENVELOPE_VERSION", "Envelope", "EnvelopeError", "decode", "encode", "values_if_ours"]
 
 ENVELOPE_VERSION = 1
 _MARK = "multicloud-store"
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 class EnvelopeError(ValueError):
@@ -89,3 +90,51 @@ def decode(payload: str) -> Envelope:
         if not isinstance(key, str) or not isinstance(value, str):
             raise EnvelopeError("envelope values are not a map of strings")
     return Envelope(deployment, secret_id, values)
+
+
+def values_if_ours(payload: str, deployment: str, secret_id: str) -> dict[str, str] | None:
+    """Return the values of an envelope that `decode` accepts and that names this deployment and id; else None.
+
+    The read path's check in one step, without building an `Envelope`. It accepts exactly the payloads that
+    `decode` returns with ``deployment`` and ``secret_id`` in them, and returns the same values; for anything else
+    (not JSON, not an envelope, another version, another owner, values that are not strings) it returns None, and
+    a caller that needs to tell those cases apart runs `decode`.
+
+    Args:
+        payload: Text read from a backend.
+        deployment: This store's deployment id.
+        secret_id: The id the payload must name, as `str(UUID)` writes it.
+
+    Returns:
+        The values, or None.
+    """
+    # json.loads is raw_decode plus a Python wrapper (BOM and whitespace checks, around 8,000 instructions, a tenth
+    # of a local read). A payload this stores is compact JSON and parses whole; anything else (whitespace around
+    # the document, bytes, not JSON) is left to json.loads, which accepts or refuses it as decode does.
+    try:
+        document, end = _raw_decode(payload)
+        whole = end == len(payload)
+    except (ValueError, TypeError, RecursionError):
+        whole = False
+    if not whole:
+        try:
+            document = json.loads(payload)
+        except (ValueError, RecursionError):
+            return None
+    # JSON gives exact dicts and strs, so type() is as strict as decode's isinstance(); a field compared equal to
+    # a str is a str; a missing field is None, which equals neither the version nor a str.
+    if (
+        type(document) is not dict
+        or document.get(_MARK) != ENVELOPE_VERSION
+        or document.get("deployment") != deployment
+        or document.get("id") != secret_id
+    ):
+        return None
+    values = document.get("values")
+    if type(values) is not dict:
+        return None
+    # Keys need no check: a JSON object's keys are always strings.
+    for value in values.values():
+        if type(value) is not str:
+            return None
+    return values

@@ -47,6 +47,7 @@ LABEL_MANAGED_BY = "managed_by"
 LABEL_DEPLOYMENT = "mcs_deployment"
 LABEL_SECRET_ID = "mcs_secret_id"
 MANAGED_BY = "multicloud-store"
+_NAMES_MAX = 1024  # the read path's memo of id -> (name, id text): about 300 bytes an entry
 
 
 @dataclass(frozen=True)
@@ -368,6 +369,22 @@ class SecretsStore(SecretsStoreInterface):
             if self._cache is not None:
                 self._cache.invalidate(name)
 
+    def _remember(self, sid: UUID) -> tuple[str, str]:
+        """Return ``(name, str(sid))`` for the read path, kept in a bounded memo (a miss of `_names`)."""
+        id_text = str(sid)
+        names = (f"{self.settings.name_prefix}-{id_text}", id_text)
+        if len(self._names) >= _NAMES_MAX:
+            self._names.clear()  # simplest bound; a hot id is back after one formatting
+        self._names[sid.int] = names
+        return names
+
+    def _stamp(self, exc: MultiCloudStoreError, secret_id: UUID | None) -> None:
+        """Fill in the id and backend of a driver's error, unless the driver named them."""
+        if exc.secret_id is None and secret_id is not None:
+            exc.secret_id = secret_id
+        if exc.backend is None:
+            exc.backend = self.backend
+
     def _call(self, operation: str, secret_id: UUID | None, func: Any, *args: Any) -> Any:
         """Run a driver call, stamping errors with the id and backend, logging without values."""
         if self._closed:
@@ -382,10 +399,7 @@ class SecretsStore(SecretsStoreInterface):
         try:
             result = func(*args)
         except MultiCloudStoreError as exc:
-            if exc.secret_id is None and secret_id is not None:
-                exc.secret_id = secret_id
-            if exc.backend is None:
-                exc.backend = self.backend
+            self._stamp(exc, secret_id)
             if debug:
                 elapsed = (time.perf_counter() - started) * 1000
                 logger.debug(
@@ -486,12 +500,27 @@ class SecretsStore(SecretsStoreInterface):
             InvalidSecretError: The id is not a UUID.
             SecretNotFoundError: No such secret for this deployment (a `KeyError`).
         """
+        # The common case in one straight run: no cache, no telemetry (polled here, so a provider installed after
+        # the store was built is seen at once), no DEBUG log. It makes every check of the general path below (id,
+        # closed store, errors stamped with id and backend, ownership, values), without its bookkeeping.
+        if self._cache is None and _SWITCH.poll() is None and not logger.isEnabledFor(logging.DEBUG):
+            sid = secret_id if isinstance(secret_id, UUID) else _coerce_id(secret_id)
+            name, id_text = self._names.get(sid.int) or self._remember(sid)
+            if self._closed:
+                raise MultiCloudStoreError("this store is closed", secret_id=sid, backend=self.backend)
+            try:
+                stored = self._driver.read(name)  # type: ignore[union-attr]  # set in _initialize
+            except MultiCloudStoreError as exc:
+                self._stamp(exc, sid)
+                raise
+            values = envelope.values_if_ours(stored.payload, self._deployment, id_text)
+            # None: not ours, or not readable; _open tells which and raises the matching error.
+            return values if values is not None else self._open(sid, stored, id_text)
         telemetry = _SWITCH.telemetry
         if telemetry is not None and telemetry.outer():
             return telemetry.run("get", self.backend, self.get_secret_values, secret_id, secret_id=secret_id)
         sid = _coerce_id(secret_id)
-        id_text = str(sid)  # once: formatting a UUID costs as much as the rest of the dispatcher's work
-        name = f"{self.settings.name_prefix}-{id_text}"  # self._name(sid)
+        name, id_text = self._names.get(sid.int) or self._remember(sid)
         cache = self._cache
         if cache is None:
             return self._open(sid, self._call("get", sid, self.driver.read, name), id_text)
