@@ -1320,7 +1320,7 @@ def bench_write_path(found: list[Backend], report: Report, n: int) -> None:
         if read_first is not None:
             old = {op: statistics.median(t) for op, t in before.items()}
             with_read = f"{old['update'] * 1e6:.0f} / {old['delete'] * 1e6:.0f}"
-            share = "none: checked in the write's transaction"
+            share = "none: checked in the write's own driver call"
         else:
             with_read = "(the path measured)"
             share = f"{med['get'] / med['update']:.0%} / {med['get'] / med['delete']:.0%}"
@@ -1340,7 +1340,7 @@ def bench_write_path(found: list[Backend], report: Report, n: int) -> None:
         "Write path",
         f"store / get / update / delete cycles on fresh ids ({n // 10 * 10} each; 20 on Azure). On the cloud backends and "
         "Vault, update and delete read the secret first, to prove from its payload that it is this deployment's; "
-        "local and sql run the same check inside the write's own transaction, one driver call (docs/performance.md, "
+        "local and sql run the same check inside the write's own driver call (docs/performance.md, "
         "'The write path'). 'with the ownership read' is update / delete on the same driver through the read-first "
         "path, in alternation with the first; the last column is the ownership read's share of the write (a get's "
         "median over the write's).",

@@ -1,8 +1,8 @@
 """Update and delete on the local backend: one driver call (`OwnedWrites`) instead of an ownership read and a write.
 
-The driver reads the row, runs the dispatcher's ownership check on it and writes, all under one write lock. These
-tests count the driver calls and SQL statements, and check that the guarantee and the errors are those of the
-read-first path: another deployment's secret is never changed, a missing one is reported, a damaged one refused.
+The driver reads the row, runs the dispatcher's ownership check on it and writes it if unchanged (compare-and-swap).
+These tests count the driver calls and SQL statements, and check that the guarantee and the errors are those of
+the read-first path: another deployment's secret is never changed, a missing one is reported, a damaged one refused.
 """
 
 from __future__ import annotations
@@ -135,10 +135,11 @@ def test_update_and_delete_are_one_transaction_each(stores: Callable[[str], Secr
     store.store_secret_values(sid, {"v": "1"})
     seen.clear()
     store.update_secret_values(sid, {"v": "2"})
-    assert _on_secrets(seen) == ["BEGIN", "SELECT", "UPDATE", "COMMIT"]
+    # A read and a compare-and-swap write on one connection, no transaction held open (each is atomic).
+    assert _on_secrets(seen) == ["SELECT", "UPDATE"]
     seen.clear()
     store.delete_secret_values(sid)
-    assert _on_secrets(seen) == ["BEGIN", "SELECT", "DELETE", "COMMIT"]
+    assert _on_secrets(seen) == ["SELECT", "DELETE"]
 
 
 def test_another_deployments_secret_is_neither_updated_nor_deleted(
@@ -289,6 +290,37 @@ def test_a_lost_answer_is_verified(
     store.delete_secret_values(sid)
     with pytest.raises(SecretNotFoundError):
         store.get_secret_values(sid)
+
+
+def test_a_row_replaced_between_check_and_write_is_checked_again(
+    stores: Callable[[str], SecretsStore], path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another deployment takes the name after our check read the row: the compare-and-swap misses, the re-check refuses."""
+    ours, theirs = stores("prod"), stores("staging")
+    sid = uuid.uuid4()
+    ours.store_secret_values(sid, {"v": "1"})
+    driver = ours.driver
+    assert isinstance(driver, LocalDriver)
+    original = driver._unseal
+    swapped: list[bool] = []
+
+    def unseal_then_swap(*args: Any) -> str:
+        payload = original(*args)
+        if not swapped:
+            swapped.append(True)
+            connection = sqlite3.connect(path)
+            connection.execute("DELETE FROM secrets")
+            connection.commit()
+            connection.close()
+            theirs.store_secret_values(sid, {"v": "theirs"})
+        return payload
+
+    monkeypatch.setattr(driver, "_unseal", unseal_then_swap)
+    with pytest.raises(SecretNotFoundError):
+        ours.update_secret_values(sid, {"v": "2"})
+    with pytest.raises(SecretNotFoundError):
+        ours.delete_secret_values(sid)
+    assert theirs.get_secret_values(sid) == {"v": "theirs"}
 
 
 def test_memory_driver_keeps_the_ownership_read(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -91,6 +91,7 @@ _PROOF_ROWS = 8  # rows a key must open to be adopted by a database whose key ch
 _FD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}  # out of descriptors or memory: not a setting
 _warned_modes: set[str] = set()
 _warned_lock = threading.Lock()
+_OWNED_ATTEMPTS = 5  # rounds of read, check and compare-and-swap write before an owned write gives up
 
 
 def default_path() -> Path:
@@ -707,21 +708,24 @@ class LocalDriver:
     def replace_owned(
         self, name: str, payload: str, labels: Mapping[str, str], check: Callable[[StoredSecret], object]
     ) -> None:
-        """Read, ``check`` and replace a secret in one write transaction; see `OwnedWrites.replace_owned`."""
+        """Read, ``check``, then replace the row if it is still the one checked; see `OwnedWrites.replace_owned`."""
 
         def statement() -> tuple[str, tuple[object, ...]]:
             labels_text = _labels_text(labels)
             sealed = self._seal(name, payload, labels_text)  # the keys are loaded once a connection is open
             return (
-                "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ?, labels = ?, updated = ? WHERE name = ?",
+                "UPDATE secrets SET key_id = ?, nonce = ?, ciphertext = ?, labels = ?, updated = ? "
+                "WHERE name = ? AND nonce = ?",
                 (sealed.key_id, sealed.nonce, sealed.ciphertext, labels_text, time.time(), name),
             )
 
         self._owned_write(name, check, statement, "updating")
 
     def delete_owned(self, name: str, check: Callable[[StoredSecret], object]) -> None:
-        """Read, ``check`` and delete a secret in one write transaction; see `OwnedWrites.delete_owned`."""
-        self._owned_write(name, check, lambda: ("DELETE FROM secrets WHERE name = ?", (name,)), "deleting")
+        """Read, ``check``, then delete the row if it is still the one checked; see `OwnedWrites.delete_owned`."""
+        self._owned_write(
+            name, check, lambda: ("DELETE FROM secrets WHERE name = ? AND nonce = ?", (name,)), "deleting"
+        )
 
     def _owned_write(
         self,
@@ -730,36 +734,34 @@ class LocalDriver:
         statement: Callable[[], tuple[str, tuple[object, ...]]],
         what: str,
     ) -> None:
-        """Under ``BEGIN IMMEDIATE`` (no other writer until COMMIT): read and open the row, ``check`` it, write."""
+        """Read and open the row, ``check`` it, then write it with a compare-and-swap on the nonce checked.
+
+        Two statements on one pooled connection, each atomic; a row another writer replaced in between is read and
+        checked again (a few rounds at most). No transaction is held open while ``check`` runs.
+        """
         connection = self._acquire(create=False)
         if connection is None:
             raise SecretNotFoundError(f"secret {name!r} not found")
         try:
             sql, parameters = statement()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            for _ in range(_OWNED_ATTEMPTS):
                 row = connection.execute(
                     "SELECT key_id, nonce, ciphertext, labels FROM secrets WHERE name = ?", (name,)
                 ).fetchone()
                 if row is None:
                     raise SecretNotFoundError(f"secret {name!r} not found")
                 key_id, nonce, ciphertext, labels_text = row
-                check(
-                    StoredSecret(
-                        name, self._unseal(name, key_id, nonce, ciphertext, labels_text), _Labels(labels_text)
-                    )
-                )
-                connection.execute(sql, parameters)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+                payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
+                check(StoredSecret(name, payload, _Labels(labels_text)))
+                if connection.execute(sql, (*parameters, nonce)).rowcount:
+                    return
         except sqlite3.DatabaseError as exc:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
             raise _translate(exc, f"{what} {name!r} failed") from exc
         finally:
             self._release(connection)
+        raise BackendUnavailableError(
+            f"{what} {name!r} failed: other writers changed it {_OWNED_ATTEMPTS} times while it was being written"
+        )
 
     def list_names(self, labels: Mapping[str, str]) -> Iterator[str]:
         """List names by labels with keyset paging; see `SecretsDriver.list_names`."""

@@ -9,7 +9,10 @@
   version (so a later release can migrate the table) and, per key id, a value sealed by that key: a wrong key
   is reported as a configuration error at start, never confused with a tampered row.
 - Every call is one statement in its own transaction: create is an ``INSERT`` that the primary key makes
-  exclusive; replace one ``UPDATE``; delete one ``DELETE``; listing pages by keyset (``name > :last``).
+  exclusive; replace one ``UPDATE``; delete one ``DELETE``; listing pages by keyset (``name > :last``). The
+  dispatcher's update and delete (`OwnedWrites`) check ownership inside the write's transaction: on PostgreSQL
+  one statement returning the old row, then the check; elsewhere a read, the check and a compare-and-swap write
+  on the nonce checked (MariaDB deletes with ``DELETE ... RETURNING`` too).
 - Connections come from SQLAlchemy's pool with ``pool_pre_ping``, so connections broken by a server restart or
   a failover are replaced before use. Deadlocks and serialization failures re-run the statement a bounded number
   of times; every other failure maps onto the shared error hierarchy (`multicloud_store_sql.errors`).
@@ -167,6 +170,9 @@ class SqlDriver:
         self._read_statement = select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(
             t.c.name == bindparam("name")
         )
+        # The owned writes' statements (`replace_owned`, `delete_owned`), built on first use.
+        self._owned_update: Executable | None = None
+        self._owned_delete: Executable | None = None
         # The cloud backends' common ceiling, so a secret that fits here also fits AWS and GCP.
         self._limits = DriverLimits(
             max_payload_bytes=65_536, max_name_length=255, batch_read_size=self.settings.batch_size
@@ -533,7 +539,12 @@ class SqlDriver:
     def replace_owned(
         self, name: str, payload: str, labels: Mapping[str, str], check: Callable[[StoredSecret], object]
     ) -> None:
-        """Read, ``check`` and ``UPDATE`` a secret in one transaction; see `OwnedWrites.replace_owned`."""
+        """``UPDATE`` a secret only after ``check`` accepted it as it was, in one transaction; see `OwnedWrites`.
+
+        PostgreSQL: one statement, ``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``, which
+        returns the row as it was before the write; the check then commits or rolls back. Elsewhere (no ``UPDATE
+        ... RETURNING`` of the old row): a read, the check and a compare-and-swap ``UPDATE`` (`_owned_write`).
+        """
         labels_text = _labels_text(labels)
         sealed = self._seal(name, payload, labels_text)
         t = self._table
@@ -545,16 +556,96 @@ class SqlDriver:
             deployment=labels.get(_DEPLOYMENT_LABEL, ""),
             updated=_now(),
         )
-        self._owned_write(
-            "replace", name, check, lambda nonce: statement.where(t.c.name == name, t.c.nonce == nonce)
-        )
+        if self.engine.dialect.name != "postgresql":
+            self._owned_write(
+                "replace", name, check, lambda nonce: statement.where(t.c.name == name, t.c.nonce == nonce)
+            )
+            return
+        parameters = {
+            "b_name": name,
+            "b_key_id": sealed.key_id,
+            "b_nonce": sealed.nonce,
+            "b_ciphertext": sealed.ciphertext,
+            "b_labels": labels_text,
+            "b_deployment": labels.get(_DEPLOYMENT_LABEL, ""),
+            "b_updated": _now(),
+        }
+        swap = self._owned_update_statement()
+        self._run("replace", name, self._checked(name, swap, check, parameters))
+
+    def _owned_update_statement(self) -> Executable:
+        """Return ``UPDATE ... FROM (SELECT ... FOR UPDATE) AS old ... RETURNING old.*``, built once.
+
+        Building it costs more than its round trip. The locked sub-select returns the row as it was before the
+        write (the row cannot change between the two: it is locked).
+        """
+        statement = self._owned_update
+        if statement is None:
+            t = self._table
+            old = (
+                select(t.c.name, t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels)
+                .where(t.c.name == bindparam("b_name"))
+                .with_for_update()
+                .subquery("old")
+            )
+            statement = self._owned_update = (
+                update(t)
+                .where(t.c.name == old.c.name)
+                .values(
+                    key_id=bindparam("b_key_id"),
+                    nonce=bindparam("b_nonce"),
+                    ciphertext=bindparam("b_ciphertext"),
+                    labels=bindparam("b_labels"),
+                    deployment=bindparam("b_deployment"),
+                    updated=bindparam("b_updated"),
+                )
+                .returning(old.c.key_id, old.c.nonce, old.c.ciphertext, old.c.labels)
+            )
+        return statement
+
+    def _checked(
+        self,
+        name: str,
+        statement: Executable,
+        check: Callable[[StoredSecret], object],
+        parameters: dict[str, Any] | None = None,
+    ) -> Callable[[Connection], None]:
+        """Work for `_run`: a write returning the row as it was, then ``check`` on it (raising rolls it back)."""
+
+        def work(connection: Connection) -> None:
+            row = connection.execute(statement, parameters).first()
+            if row is None:
+                raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
+            key_id, nonce, ciphertext, labels_text = row
+            payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
+            # Raising here leaves engine.begin() by an exception: the write is rolled back.
+            check(StoredSecret(name, payload, _parse_labels(labels_text), version=key_id))
+
+        return work
 
     def delete_owned(self, name: str, check: Callable[[StoredSecret], object]) -> None:
-        """Read, ``check`` and ``DELETE`` a secret in one transaction; see `OwnedWrites.delete_owned`."""
+        """``DELETE ... RETURNING`` the row, ``check`` it, then commit (or roll back); see `OwnedWrites.delete_owned`.
+
+        One statement on PostgreSQL and MariaDB. MySQL has no ``DELETE ... RETURNING``, and SQLite runs in the
+        process (a second statement costs no round trip, and its RETURNING rows must be read before anything can
+        commit): both get the read, check and compare-and-swap of `_owned_write`.
+        """
+        self._ensure_ready()  # the dialect knows the server's version (MariaDB or MySQL) once connected
         t = self._table
-        self._owned_write(
-            "delete", name, check, lambda nonce: delete(t).where(t.c.name == name, t.c.nonce == nonce)
-        )
+        dialect = self.engine.dialect
+        if not dialect.delete_returning or dialect.name == "sqlite":
+            self._owned_write(
+                "delete", name, check, lambda nonce: delete(t).where(t.c.name == name, t.c.nonce == nonce)
+            )
+            return
+        statement = self._owned_delete
+        if statement is None:
+            statement = self._owned_delete = (
+                delete(t)
+                .where(t.c.name == bindparam("b_name"))
+                .returning(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels)
+            )
+        self._run("delete", name, self._checked(name, statement, check, {"b_name": name}))
 
     def _owned_write(
         self,
@@ -563,17 +654,14 @@ class SqlDriver:
         check: Callable[[StoredSecret], object],
         write: Callable[[bytes], Executable],
     ) -> None:
-        """One transaction: ``SELECT ... FOR UPDATE`` the row, open it, ``check`` it, then write it.
+        """One transaction: read the row, open it, ``check`` it, then write it if it still has the nonce checked.
 
-        The write is also a compare-and-swap on the nonce that was checked: SQLite ignores ``FOR UPDATE``, and a
-        row another writer replaced in between is read and checked again (bounded).
+        The compare-and-swap on the nonce replaces a lock (``FOR UPDATE`` would cost PostgreSQL a tuple write, and
+        SQLite ignores it): a row another writer replaced in between is read and checked again, a bounded number
+        of times.
         """
         t = self._table
-        read = (
-            select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels)
-            .where(t.c.name == name)
-            .with_for_update()
-        )
+        read = select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(t.c.name == name)
 
         def work(connection: Connection) -> int:
             row = connection.execute(read).first()

@@ -1,4 +1,4 @@
-"""Update and delete on the SQL backend: one transaction (``SELECT ... FOR UPDATE``, check, write) each.
+"""Update and delete on the SQL backend: one transaction each (read, check, compare-and-swap write).
 
 On real PostgreSQL, real MariaDB and SQLite: the transactions and statements on the secrets table are counted, and
 the guarantee and the errors are those of the read-first path (another deployment's secret untouched, a missing
@@ -64,6 +64,11 @@ def _statements(driver: SqlDriver) -> list[str]:
     return seen
 
 
+def _deletes_returning(driver: SqlDriver) -> bool:
+    dialect = driver.engine.dialect
+    return bool(dialect.delete_returning) and dialect.name != "sqlite"
+
+
 def test_sql_driver_offers_owned_writes(driver: SqlDriver) -> None:
     assert isinstance(driver, OwnedWrites)
 
@@ -76,11 +81,19 @@ def test_update_and_delete_are_one_transaction_each(
     store.store_secret_values(sid, {"v": "1"})
     seen = _statements(driver)
     store.update_secret_values(sid, {"v": "2"})
-    assert [s for s in seen if s != "RESET"] == ["CHECKOUT", "SELECT", "UPDATE", "COMMIT"]
+    # UPDATE ... FROM (SELECT ... FOR UPDATE) ... RETURNING, then the check (PostgreSQL); else read, check, write.
+    one_update = driver.engine.dialect.name == "postgresql"
+    expected = ["CHECKOUT", "UPDATE", "COMMIT"] if one_update else ["CHECKOUT", "SELECT", "UPDATE", "COMMIT"]
+    assert [s for s in seen if s != "RESET"] == expected
     assert store.get_secret_values(sid) == {"v": "2"}
     seen.clear()
     store.delete_secret_values(sid)
-    assert [s for s in seen if s != "RESET"] == ["CHECKOUT", "SELECT", "DELETE", "COMMIT"]
+    # DELETE ... RETURNING, then the check (PostgreSQL, MariaDB); else read, check, delete.
+    one_statement = _deletes_returning(driver)
+    expected = (
+        ["CHECKOUT", "DELETE", "COMMIT"] if one_statement else ["CHECKOUT", "SELECT", "DELETE", "COMMIT"]
+    )
+    assert [s for s in seen if s != "RESET"] == expected
     with pytest.raises(SecretNotFoundError):
         store.get_secret_values(sid)
 
@@ -99,13 +112,11 @@ def test_another_deployments_secret_is_neither_updated_nor_deleted(
     assert str(updated.value) == str(deleted.value) == f"secret {sid} not found"
     assert updated.value.secret_id == sid and updated.value.backend == "sql"
     # The check refused the row inside the transaction: nothing written, the transaction rolled back.
+    read_for_delete = "DELETE" if _deletes_returning(driver) else "SELECT"
+    read_for_update = "UPDATE" if driver.engine.dialect.name == "postgresql" else "SELECT"
     assert [s for s in seen if s != "RESET"] == [
-        "CHECKOUT",
-        "SELECT",
-        "ROLLBACK",
-        "CHECKOUT",
-        "SELECT",
-        "ROLLBACK",
+        *("CHECKOUT", read_for_update, "ROLLBACK"),
+        *("CHECKOUT", read_for_delete, "ROLLBACK"),
     ]
     assert theirs.get_secret_values(sid) == {"owner": "staging"}
 
@@ -159,15 +170,17 @@ def test_a_concurrent_writer_is_not_overwritten_unchecked(
     def unseal_then_swap(*args: Any) -> str:
         payload = original(*args)
         if not swapped:
-            # After our check has read the row, another deployment takes the name (on SQLite nothing locks it).
+            # After our transaction has read the row, another deployment takes the name (nothing locks it).
             swapped.append(True)
             with driver.engine.begin() as connection:
                 connection.execute(delete(t).where(t.c.name == name))
             theirs.store_secret_values(sid, {"v": "theirs"})
         return payload
 
-    if driver.engine.dialect.name != "sqlite":
-        pytest.skip("SELECT ... FOR UPDATE makes the other writer wait until our COMMIT")
+    if driver.engine.dialect.name == "postgresql":
+        pytest.skip(
+            "PostgreSQL locks the row from the read to the write: another writer waits for our COMMIT"
+        )
     monkeypatch.setattr(driver, "_unseal", unseal_then_swap)
     with pytest.raises(SecretNotFoundError):
         ours.update_secret_values(sid, {"v": "2"})
