@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import threading
@@ -184,7 +185,8 @@ def _get_secret_bundle(client: Any, name: str) -> dict[str, Any]:
     if response.status_code != 200:
         map_error(status_code=response.status_code, response=response, error_map=_READ_ERRORS)
         raise HttpResponseError(response=response)
-    bundle = response.json()
+    # json.loads on the bytes (UTF-8, as Key Vault answers): not .json(), which first works out a charset.
+    bundle = json.loads(response.content)
     if not isinstance(bundle, dict):
         raise HttpResponseError(message="Key Vault answered a read with a body that is not a JSON object")
     return bundle
