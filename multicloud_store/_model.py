@@ -655,6 +655,9 @@ def _to_secret(value: Any) -> SecretStr:
         return value
     if isinstance(value, str):
         return SecretStr(value)
+    reveal = getattr(value, "get_secret_value", None)  # pydantic's SecretStr, handed over by a caller
+    if callable(reveal) and isinstance(text := reveal(), str):
+        return SecretStr(text)
     raise ValueError("must be a string")
 
 

@@ -162,3 +162,12 @@ def test_a_required_field_and_an_empty_path_are_refused() -> None:
         _Required.from_environ({})
     with pytest.raises(ConfigurationError, match="MCS_R_EMPTY_DIR must not be empty"):
         _Required.from_environ({"MCS_R_URL": "x", "MCS_R_EMPTY_DIR": ""})
+
+
+def test_a_pydantic_style_secret_is_accepted_as_a_credential() -> None:
+    class Foreign:  # what pydantic's SecretStr offers
+        def get_secret_value(self) -> str:
+            return "s3cr3t-value"
+
+    settings = _Sample(token=Foreign())
+    assert settings.token == SecretStr("s3cr3t-value")
