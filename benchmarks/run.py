@@ -549,7 +549,7 @@ with tempfile.TemporaryDirectory() as tmp:
 """
 
 
-def bench_otel(report: Report, n: int, rounds: int = 9) -> None:
+def bench_otel(report: Report, n: int, rounds: int = 15) -> None:
     # The API's providers are set once per process and the no-API case needs the import blocked: one child per
     # mode, modes alternating in random order round after round, so drift and load hit all three alike.
     modes = {
@@ -571,28 +571,34 @@ def bench_otel(report: Report, n: int, rounds: int = 9) -> None:
             )  # fmt: skip
             hit, local = json.loads(done.stdout.splitlines()[-1])
             samples[mode].append((hit, local))
+    # A process's timings are bimodal on this machine (the same mode gives about 9.6 or 14 µs a local read, by
+    # where the process lands), so the median of a few processes is decided by how many slow ones a mode drew.
+    # The best process of each mode measures the cost itself; the median is shown beside it.
+    best = {m: (min(h for h, _ in s), min(lo for _, lo in s)) for m, s in samples.items()}
     medians = {
         m: (statistics.median(h for h, _ in s), statistics.median(lo for _, lo in s))
         for m, s in samples.items()
     }
-    base_hit, base_local = medians["none"]
+    base_hit, base_local = best["none"]
     rows = [
         [
             text,
-            f"{medians[mode][0]:.2f}",
-            f"**{medians[mode][0] / base_hit:.3f}**",
-            f"{medians[mode][1]:.1f}",
-            f"**{medians[mode][1] / base_local:.3f}**",
+            f"{best[mode][0]:.2f} / {medians[mode][0]:.2f}",
+            f"**{best[mode][0] / base_hit:.3f}**",
+            f"{best[mode][1]:.1f} / {medians[mode][1]:.1f}",
+            f"**{best[mode][1] / base_local:.3f}**",
         ]
         for mode, text in modes.items()
     ]
     report.add(
         "OpenTelemetry overhead",
         f"`get_secret_values` on a cache hit and on an uncached local read, in a fresh process per mode, {rounds} "
-        f"rounds in random order ({n * 10} hits and {n} local reads per process; medians of the per-process "
-        "medians). Target: the API without an SDK within 1.05 of no OpenTelemetry at all. The SDK row is what a "
-        "real exporter costs on top (span and metric recording in the SDK).",
-        ["mode", "hit median µs", "hit ratio", "local read median µs", "local ratio"],
+        f"rounds in random order ({n * 10} hits and {n} local reads per process). Each process's median; a "
+        "process's timings are bimodal here (the same mode gives about 9.6 or 14 µs a local read, by where the "
+        "process lands), so the ratios compare each mode's best process, and the median over processes is shown "
+        "after the slash. Target: the API without an SDK within 1.05 of no OpenTelemetry at all. The SDK row is "
+        "what a real exporter costs on top (span and metric recording in the SDK).",
+        ["mode", "hit µs, best / median", "hit ratio", "local read µs, best / median", "local ratio"],
         rows,
     )
 
@@ -1462,7 +1468,7 @@ def main() -> None:
             "otel": lambda: bench_otel(report, n),
             "local-path": lambda: bench_local_path(report, n * 8),
             "get-many": lambda: bench_get_many(found, report, (0.002, 0.020)),
-            "cold-start": lambda: bench_cold_start(found, report, 5 if args.quick else 21),
+            "cold-start": lambda: bench_cold_start(found, report, 5 if args.quick else 31),
             "threads": lambda: bench_threads(found, report, args.quick),
             "write-path": lambda: bench_write_path(found, report, n // 5),
             "migrate": lambda: bench_migrate(found, report, counts, tmp),
