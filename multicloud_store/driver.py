@@ -102,7 +102,7 @@ class SecretsDriver(Protocol):
 
     Class attributes:
         backend_name: The name users select it by (``MULTICLOUD_STORE_BACKEND``).
-        settings_class: The `multicloud_store.settings.EnvSettings` subclass (a pydantic model) that reads
+        settings_class: The `multicloud_store.settings.EnvSettings` subclass (a settings model: `Field`, `SecretStr`, validators) that reads
             ``MULTICLOUD_STORE_<BACKEND>_*``. The driver is built as ``driver_class(settings_class.from_environ())``.
 
     Optional: ``location() -> tuple``, what identifies the store from settings alone (no network call), which
