@@ -171,3 +171,66 @@ def test_a_pydantic_style_secret_is_accepted_as_a_credential() -> None:
 
     settings = _Sample(token=Foreign())
     assert settings.token == SecretStr("s3cr3t-value")
+
+
+class _Base(EnvSettings):
+    model_config = SettingsConfigDict(env_prefix="MCS_O_")
+
+    trail: str = ""
+
+    @field_validator("trail", mode="before")
+    @classmethod
+    def _base_mark(cls, value: object) -> object:
+        return f"{value}b"
+
+
+class _Derived(_Base):
+    @field_validator("trail", mode="before")
+    @classmethod
+    def _derived_mark(cls, value: object) -> object:
+        return f"{value}s"
+
+
+def test_before_validators_run_subclass_first() -> None:
+    assert _Derived.from_environ({"MCS_O_TRAIL": "x"}).trail == "xsb"  # pydantic's order: last defined first
+    assert _Base.from_environ({"MCS_O_TRAIL": "x"}).trail == "xb"
+
+
+class _Options(EnvSettings):
+    model_config = SettingsConfigDict(env_prefix="MCS_P_", populate_by_name=True, env_ignore_empty=True)
+
+    port: int = Field(default=1, validation_alias="OTHER_PORT")
+    host: str = "default-host"
+
+
+class _CaseSensitive(EnvSettings):
+    model_config = SettingsConfigDict(env_prefix="MCS_C_", case_sensitive=True)
+
+    host: str = "default-host"
+
+
+def test_populate_by_name_empty_variables_and_case() -> None:
+    assert _Options.from_environ({"OTHER_PORT": "2"}).port == 2
+    assert _Options.from_environ({"MCS_P_PORT": "3"}).port == 3  # populate_by_name: the field's own variable
+    assert _Sample.from_environ({"mcs_t_count": "4"}).count == 4  # case folds by default
+    assert _Options.from_environ({"MCS_P_HOST": ""}).host == "default-host"  # env_ignore_empty
+    assert _Sample.from_environ({"MCS_T_FIRST": ""}).first == ""  # without it, empty is a value
+    assert _CaseSensitive.from_environ({"MCS_C_host": "h"}).host == "h"
+    assert _CaseSensitive.from_environ({"MCS_C_HOST": "h"}).host == "default-host"
+
+
+class _AliasOnly(EnvSettings):
+    model_config = SettingsConfigDict(env_prefix="MCS_A_")
+
+    port: int = Field(default=1, validation_alias="OTHER_A_PORT")
+
+
+def test_an_aliased_field_ignores_its_own_variable_without_populate_by_name() -> None:
+    assert _AliasOnly.from_environ({"MCS_A_PORT": "3"}).port == 1
+
+
+def test_a_json_field_that_does_not_decode_names_the_variable_not_the_input() -> None:
+    with pytest.raises(ConfigurationError, match="MCS_T_ITEMS must be valid JSON") as info:
+        _Sample.from_environ({"MCS_T_ITEMS": "[s3cr3t-value"})
+    assert info.value.variable == "MCS_T_ITEMS"
+    assert "s3cr3t-value" not in str(info.value)
