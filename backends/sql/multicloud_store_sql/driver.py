@@ -503,6 +503,10 @@ class SqlDriver:
         """Read and open a secret with one ``SELECT``; see `SecretsDriver.read`."""
         statement, parameters = self._read_statement, {"name": name}
         row = self._run("read", name, lambda c: c.execute(statement, parameters).first(), idempotent=True)
+        return self._opened(name, row)
+
+    def _opened(self, name: str, row: Sequence[Any] | None) -> StoredSecret:
+        """Open a ``(key_id, nonce, ciphertext, labels)`` row as `read` returns it; no row is not found."""
         if row is None:
             raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
         key_id, nonce, ciphertext, labels_text = row
@@ -614,12 +618,8 @@ class SqlDriver:
 
         def work(connection: Connection) -> None:
             row = connection.execute(statement, parameters).first()
-            if row is None:
-                raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
-            key_id, nonce, ciphertext, labels_text = row
-            payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
             # Raising here leaves engine.begin() by an exception: the write is rolled back.
-            check(StoredSecret(name, payload, _parse_labels(labels_text), version=key_id))
+            check(self._opened(name, row))
 
         return work
 
@@ -660,17 +660,13 @@ class SqlDriver:
         SQLite ignores it): a row another writer replaced in between is read and checked again, a bounded number
         of times.
         """
-        t = self._table
-        read = select(t.c.key_id, t.c.nonce, t.c.ciphertext, t.c.labels).where(t.c.name == name)
+        read, parameters = self._read_statement, {"name": name}
 
         def work(connection: Connection) -> int:
-            row = connection.execute(read).first()
-            if row is None:
-                raise SecretNotFoundError(f"secret {name!r} not found", backend=BACKEND)
-            key_id, nonce, ciphertext, labels_text = row
-            payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
-            check(StoredSecret(name, payload, _parse_labels(labels_text), version=key_id))
-            return int(connection.execute(write(bytes(nonce))).rowcount)
+            row = connection.execute(read, parameters).first()
+            check(self._opened(name, row))
+            assert row is not None  # _opened raised otherwise
+            return int(connection.execute(write(bytes(row[1]))).rowcount)  # row[1]: the nonce checked
 
         for _ in range(_OWNED_ATTEMPTS):
             if self._run(action, name, work):
