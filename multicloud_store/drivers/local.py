@@ -92,6 +92,7 @@ _FD_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM}  # out of descriptors or
 _warned_modes: set[str] = set()
 _warned_lock = threading.Lock()
 _OWNED_ATTEMPTS = 5  # rounds of read, check and compare-and-swap write before an owned write gives up
+_READ_ROW = "SELECT key_id, nonce, ciphertext, labels FROM secrets WHERE name = ?"
 
 
 def default_path() -> Path:
@@ -659,13 +660,15 @@ class LocalDriver:
         if connection is None:
             raise SecretNotFoundError(f"secret {name!r} not found")
         try:
-            row = connection.execute(
-                "SELECT key_id, nonce, ciphertext, labels FROM secrets WHERE name = ?", (name,)
-            ).fetchone()
+            row = connection.execute(_READ_ROW, (name,)).fetchone()
         except sqlite3.DatabaseError as exc:
             raise _translate(exc, f"reading {name!r} failed") from exc
         finally:
             self._release(connection)
+        return self._opened(name, row)
+
+    def _opened(self, name: str, row: tuple[str, bytes, bytes, str] | None) -> StoredSecret:
+        """Open a `_READ_ROW` row as `read` returns it; no row is not found."""
         if row is None:
             raise SecretNotFoundError(f"secret {name!r} not found")
         key_id, nonce, ciphertext, labels_text = row
@@ -745,14 +748,9 @@ class LocalDriver:
         try:
             sql, parameters = statement()
             for _ in range(_OWNED_ATTEMPTS):
-                row = connection.execute(
-                    "SELECT key_id, nonce, ciphertext, labels FROM secrets WHERE name = ?", (name,)
-                ).fetchone()
-                if row is None:
-                    raise SecretNotFoundError(f"secret {name!r} not found")
-                key_id, nonce, ciphertext, labels_text = row
-                payload = self._unseal(name, key_id, nonce, ciphertext, labels_text)
-                check(StoredSecret(name, payload, _Labels(labels_text)))
+                row = connection.execute(_READ_ROW, (name,)).fetchone()
+                check(self._opened(name, row))
+                nonce = row[1]  # _opened raised if there was no row
                 if connection.execute(sql, (*parameters, nonce)).rowcount:
                     return
         except sqlite3.DatabaseError as exc:
