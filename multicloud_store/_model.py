@@ -20,8 +20,11 @@ import sys
 import typing
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from uuid import UUID
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack is Python 3.11+
 
 __all__ = [
     "AliasChoices",
@@ -110,6 +113,21 @@ class AliasChoices:
         return f"AliasChoices{self.choices!r}"
 
 
+class _FieldOptions(typing.TypedDict, total=False):
+    """The keywords of `Field` (the one list of them; `FieldInfo` stores each as an attribute)."""
+
+    ge: float | None
+    gt: float | None
+    le: float | None
+    lt: float | None
+    min_length: int | None
+    max_length: int | None
+    pattern: str | None
+    validation_alias: str | AliasChoices | None
+    json_schema_extra: dict[str, Any] | None
+    description: str | None
+
+
 class FieldInfo:
     """One field of a settings model: its default, bounds and the type it is converted to.
 
@@ -138,28 +156,18 @@ class FieldInfo:
         "validation_alias",
     )
 
-    def __init__(
-        self,
-        default: Any = _MISSING,
-        *,
-        ge: float | None = None,
-        gt: float | None = None,
-        le: float | None = None,
-        lt: float | None = None,
-        min_length: int | None = None,
-        max_length: int | None = None,
-        pattern: str | None = None,
-        validation_alias: str | AliasChoices | None = None,
-        json_schema_extra: dict[str, Any] | None = None,
-        description: str | None = None,
-    ) -> None:
+    def __init__(self, default: Any = _MISSING, **options: Unpack[_FieldOptions]) -> None:
+        unknown = options.keys() - _FieldOptions.__annotations__.keys()
+        if unknown:  # what a keyword argument list would refuse (pydantic's alias=, say)
+            raise TypeError(f"Field() got unexpected keyword(s): {', '.join(sorted(unknown))}")
         self.default = default
-        self.ge, self.gt, self.le, self.lt = ge, gt, le, lt
-        self.min_length, self.max_length = min_length, max_length
-        self.pattern = pattern
-        self.validation_alias = validation_alias
-        self.json_schema_extra = json_schema_extra
-        self.description = description
+        self.ge, self.gt = options.get("ge"), options.get("gt")
+        self.le, self.lt = options.get("le"), options.get("lt")
+        self.min_length, self.max_length = options.get("min_length"), options.get("max_length")
+        self.pattern = options.get("pattern")
+        self.validation_alias = options.get("validation_alias")
+        self.json_schema_extra = options.get("json_schema_extra")
+        self.description = options.get("description")
         self.metadata: tuple[Any, ...] = ()
         self._annotation: Any = None
         self._owner: tuple[str, str] | None = None  # (module, raw annotation text) until resolved
@@ -236,24 +244,12 @@ class FieldInfo:
             raise ValueError(f"must be {rule}" if rule else f"must match the pattern {self.pattern}")
 
 
-def Field(
-    default: Any = _MISSING,
-    *,
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-    min_length: int | None = None,
-    max_length: int | None = None,
-    pattern: str | None = None,
-    validation_alias: str | AliasChoices | None = None,
-    json_schema_extra: dict[str, Any] | None = None,
-    description: str | None = None,
-) -> Any:
+def Field(default: Any = _MISSING, **options: Unpack[_FieldOptions]) -> Any:
     """Declare a field's default and constraints.
 
     Args:
         default: The default; omit it for a required field.
+        **options: Any of the constraints below (`_FieldOptions`, checked by mypy and at run time).
         ge: Lowest allowed number.
         gt: Numbers must be greater than this.
         le: Highest allowed number.
@@ -268,19 +264,7 @@ def Field(
     Returns:
         The field's declaration (typed as ``Any`` so that ``x: int = Field(...)`` type-checks).
     """
-    return FieldInfo(
-        default,
-        ge=ge,
-        gt=gt,
-        le=le,
-        lt=lt,
-        min_length=min_length,
-        max_length=max_length,
-        pattern=pattern,
-        validation_alias=validation_alias,
-        json_schema_extra=json_schema_extra,
-        description=description,
-    )
+    return FieldInfo(default, **options)
 
 
 class ValidationInfo:
