@@ -186,3 +186,27 @@ def test_a_concurrent_writer_is_not_overwritten_unchecked(
         ours.update_secret_values(sid, {"v": "2"})
     monkeypatch.undo()
     assert theirs.get_secret_values(sid) == {"v": "theirs"}
+
+
+def test_mysql_without_returning_deletes_by_compare_and_swap(
+    mysql_url: str, key_text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # MySQL proper has no DELETE ... RETURNING; SQLAlchemy's dialect reports that only after connecting (MariaDB
+    # >= 10.0.5 turns it on). Forced off here, the MariaDB server must see no RETURNING: the read, check, CAS path.
+    driver = SqlDriver(SqlSettings(url=mysql_url, key=key_text, table=unique_table_name()))
+    try:
+        store = SecretsStore(StoreSettings(backend="sql", deployment_id="prod"), driver=driver)
+        sid = uuid.uuid4()
+        store.store_secret_values(sid, {"v": "1"})
+        monkeypatch.setattr(driver.engine.dialect, "delete_returning", False)
+        sent: list[str] = []
+        event.listen(
+            driver.engine, "before_cursor_execute", lambda c, cur, statement, *a: sent.append(statement)
+        )
+        store.delete_secret_values(sid)
+        assert sent and not any("RETURNING" in s.upper() for s in sent)
+        assert any(s.upper().startswith("DELETE") for s in sent)
+        with pytest.raises(SecretNotFoundError):
+            store.get_secret_values(sid)
+    finally:
+        driver.close()
