@@ -133,21 +133,20 @@ def _environment_values(cls: type[EnvSettings], environ: Mapping[str, str]) -> d
     case_sensitive = bool(config.get("case_sensitive", False))
     prefix = str(config.get("env_prefix", "") or "")
     ignore_empty = bool(config.get("env_ignore_empty", False))
+    by_name = bool(config.get("populate_by_name") or config.get("validate_by_name"))
     names = environ if case_sensitive else {key.lower(): value for key, value in environ.items()}
     out: dict[str, Any] = {}
     for name, field in cls.model_fields.items():
         alias = field.validation_alias
         if isinstance(alias, AliasChoices):
-            candidates = list(alias.choices)
+            variables = list(alias.choices)
         elif isinstance(alias, str):
-            candidates = [alias]
+            variables = [alias]
         else:
-            candidates = []
-        by_name = bool(config.get("populate_by_name") or config.get("validate_by_name"))
-        lookups = [(key, key) for key in candidates]
-        if not candidates or by_name:
-            lookups.append((name, prefix + name))
-        for _key, variable in lookups:
+            variables = []
+        if not variables or by_name:
+            variables.append(prefix + name)
+        for variable in variables:
             value = names.get(variable if case_sensitive else variable.lower())
             if value is None or (ignore_empty and value == ""):
                 continue
@@ -174,7 +173,8 @@ class EnvSettings(Model):
     win over the environment. Building one raises `ConfigurationError` naming each variable at fault.
     """
 
-    # hide_input_in_errors: a rejected value may be a credential; errors name the variable, never the input.
+    # Errors name the variable, never the input (it may be a credential). extra, validate_default,
+    # hide_input_in_errors and arbitrary_types_allowed are pydantic-settings' spelling of what is always so here.
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         extra="ignore",
@@ -289,9 +289,10 @@ class EnvSettings(Model):
         out: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            text = "**********" if (value is not None and _is_secret(value)) else str(value)
             if value is None:
                 text = "(not set)"
+            else:
+                text = "**********" if isinstance(value, SecretStr) else str(value)
             out[self.env_name(name)] = text
         return out
 
@@ -302,10 +303,6 @@ def _is_path_field(cls: type[EnvSettings], name: str) -> bool:
         return False
     annotation = field.annotation
     return annotation is Path or Path in getattr(annotation, "__args__", ())
-
-
-def _is_secret(value: object) -> bool:
-    return isinstance(value, SecretStr)
 
 
 class StoreSettings(EnvSettings):
