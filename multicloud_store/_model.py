@@ -235,10 +235,11 @@ class FieldInfo:
             if self.lt is not None and not value < self.lt:
                 raise ValueError(f"must be less than {self.lt}")
         if isinstance(value, (str, tuple, list)):
+            unit = "character(s)" if isinstance(value, str) else "item(s)"
             if self.min_length is not None and len(value) < self.min_length:
-                raise ValueError(f"must have at least {self.min_length} character(s)")
+                raise ValueError(f"must have at least {self.min_length} {unit}")
             if self.max_length is not None and len(value) > self.max_length:
-                raise ValueError(f"must have at most {self.max_length} character(s)")
+                raise ValueError(f"must have at most {self.max_length} {unit}")
         if self.pattern is not None and isinstance(value, str) and not re.search(self.pattern, value):
             rule = (self.json_schema_extra or {}).get("rule")
             raise ValueError(f"must be {rule}" if rule else f"must match the pattern {self.pattern}")

@@ -37,6 +37,7 @@ class _Sample(EnvSettings):
     ident: UUID | None = None
     zones: Annotated[tuple[str, ...], NoDecode] = ()
     items: tuple[int, ...] = ()
+    tags: tuple[str, ...] = Field(default=("t",), min_length=1)
     short: str | None = Field(default=None, max_length=3)
     first: str = "x"
     second: str = "y"
@@ -97,6 +98,7 @@ def test_environment_strings_are_converted_to_the_field_types() -> None:
         ("MCS_T_NAME", "Upper", "MCS_T_NAME must be lowercase letters"),
         ("MCS_T_SHORT", "long", "MCS_T_SHORT must have at most 3 character(s)"),
         ("MCS_T_ITEMS", '[1, "x"]', "MCS_T_ITEMS must be a whole number"),
+        ("MCS_T_TAGS", "[]", "MCS_T_TAGS must have at least 1 item(s)"),
     ],
 )
 def test_a_wrong_value_is_a_sentence_naming_the_variable_never_the_input(
