@@ -333,3 +333,35 @@ def test_memory_driver_keeps_the_ownership_read(monkeypatch: pytest.MonkeyPatch)
     store.update_secret_values(sid, {"v": "2"})
     store.delete_secret_values(sid)
     assert calls == ["read", "replace", "read", "delete"]
+
+
+def test_a_row_replaced_in_every_round_gives_up_unwritten(
+    stores: Callable[[str], SecretsStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that replaces the row after every check: a bounded number of rounds, then unavailable, nothing written."""
+    ours, other_replica = stores("prod"), stores("prod")
+    sid = uuid.uuid4()
+    ours.store_secret_values(sid, {"v": "1"})
+    driver = ours.driver
+    assert isinstance(driver, LocalDriver)
+    name = ours.secret_name(sid)
+    original = driver._unseal
+    rounds: list[int] = []
+
+    def unseal_then_replace(*args: Any) -> str:
+        payload = original(*args)
+        rounds.append(1)
+        other_replica.update_secret_values(sid, {"v": f"replica-{len(rounds)}"})
+        return payload
+
+    monkeypatch.setattr(driver, "_unseal", unseal_then_replace)
+    checked: list[str] = []
+    with pytest.raises(BackendUnavailableError):
+        driver.replace_owned(name, "ours", {}, lambda secret: checked.append("replace"))
+    with pytest.raises(BackendUnavailableError):
+        driver.delete_owned(name, lambda secret: checked.append("delete"))
+    monkeypatch.undo()
+    # Each call checked the row again in every round, a bounded number of rounds.
+    assert len(checked) == len(rounds)
+    assert 1 < checked.count("replace") == checked.count("delete") < 20
+    assert ours.get_secret_values(sid) == {"v": f"replica-{len(rounds)}"}
