@@ -233,13 +233,8 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
         try:
             return cast("type[SecretsDriver]", _import(known))
         except ImportError as exc:
-            # The package is there but its SDK is not (a broken or partial install).
             requirement, pip = _install_hint(name)
-            raise BackendNotInstalledError(
-                f"backend {name!r} cannot be imported ({exc.name or exc}); install {pip}",
-                requirement=requirement,
-                backend=name,
-            ) from exc
+            raise _cannot_import(name, exc, requirement, pip) from exc
     entry_point = _entry_points().get(name)
     extra, command = _install_hint(name) if distribution else (None, None)
     if entry_point is None:
@@ -258,14 +253,19 @@ def load_driver_class(name: str) -> type[SecretsDriver]:
     try:
         loaded = entry_point.load()  # type: ignore[attr-defined]
     except ImportError as exc:
-        # The driver is there but its SDK is not (a broken or partial install).
-        what = command or f"the SDK that backend {name!r} needs"
-        raise BackendNotInstalledError(
-            f"backend {name!r} cannot be imported ({exc.name or exc}); install {what}",
-            requirement=extra,
-            backend=name,
-        ) from exc
+        raise _cannot_import(name, exc, extra, command or f"the SDK that backend {name!r} needs") from exc
     return cast("type[SecretsDriver]", loaded)
+
+
+def _cannot_import(
+    name: str, exc: ImportError, requirement: str | None, what: str
+) -> BackendNotInstalledError:
+    """The error for a driver that is there but whose SDK is not (a broken or partial install)."""
+    return BackendNotInstalledError(
+        f"backend {name!r} cannot be imported ({exc.name or exc}); install {what}",
+        requirement=requirement,
+        backend=name,
+    )
 
 
 def driver_from_environ(name: str, environ: Mapping[str, str] | None = None) -> SecretsDriver:
