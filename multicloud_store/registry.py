@@ -41,6 +41,14 @@ _BUILTIN: dict[str, str] = {
     "local": "multicloud_store.drivers.local:LocalDriver",
 }
 
+# The settings modules of the core's own families (MULTICLOUD_STORE_LOCAL_*, _MEMORY_*, _ZENML_*): importing them
+# loads no SDK. Also read by settings.unknown_variables' quick check.
+CORE_SETTINGS_MODULES: dict[str, str] = {
+    "local": "multicloud_store.drivers.local",
+    "memory": "multicloud_store.drivers.memory",
+    "zenml": "multicloud_store.integrations.zenml_layout",
+}
+
 # Our own backends ship as separate distributions; these names get an install hint when missing.
 KNOWN_DISTRIBUTIONS: dict[str, str] = {
     "aws": "multicloud-store-aws",
@@ -156,8 +164,7 @@ def _settings_classes() -> list[type[object]]:
     from multicloud_store.settings import EnvSettings, StoreSettings
 
     classes: list[type[object]] = [StoreSettings]
-    modules = ["multicloud_store.drivers.local", "multicloud_store.drivers.memory"]
-    modules.append("multicloud_store.integrations.zenml_layout")
+    modules = list(CORE_SETTINGS_MODULES.values())
     for entry_point in _entry_points().values():
         module_name = str(getattr(entry_point, "module", "") or "")
         package = module_name.rpartition(".")[0]

@@ -508,12 +508,10 @@ def _variables_of_named_backends(variables: Collection[str]) -> frozenset[str]:
 
     ``MULTICLOUD_STORE_AWS_*`` names ``aws``, whose settings module is imported by its path: no entry-point scan.
     """
-    from multicloud_store.registry import KNOWN_DISTRIBUTIONS
+    from multicloud_store.registry import CORE_SETTINGS_MODULES, KNOWN_DISTRIBUTIONS
 
     modules = {
-        "local": "multicloud_store.drivers.local",
-        "memory": "multicloud_store.drivers.memory",
-        "zenml": "multicloud_store.integrations.zenml_layout",
+        **CORE_SETTINGS_MODULES,
         **{name: f"multicloud_store_{name}.settings" for name in KNOWN_DISTRIBUTIONS},
     }
     for variable in variables:
