@@ -453,6 +453,19 @@ class SqlDriver:
     def _seal(self, name: str, payload: str, labels_text: str) -> Sealed:
         return self._keyring.seal(payload.encode("utf-8"), row_aad(name, labels_text))
 
+    def _row(self, name: str, payload: str, labels: Mapping[str, str]) -> dict[str, Any]:
+        """The columns an update writes: the payload sealed anew, the labels, the deployment and the time."""
+        labels_text = _labels_text(labels)
+        sealed = self._seal(name, payload, labels_text)
+        return {
+            "key_id": sealed.key_id,
+            "nonce": sealed.nonce,
+            "ciphertext": sealed.ciphertext,
+            "labels": labels_text,
+            "deployment": labels.get(_DEPLOYMENT_LABEL, ""),
+            "updated": _now(),
+        }
+
     def _unseal(self, name: str, key_id: str, nonce: bytes, ciphertext: bytes, labels_text: str) -> str:
         try:
             return self._keyring.open_parts(
@@ -515,19 +528,8 @@ class SqlDriver:
 
     def replace(self, name: str, payload: str, labels: Mapping[str, str]) -> None:
         """Replace a secret with one ``UPDATE``; see `SecretsDriver.replace`."""
-        labels_text = _labels_text(labels)
-        sealed = self._seal(name, payload, labels_text)
         statement = (
-            update(self._table)
-            .where(self._table.c.name == name)
-            .values(
-                key_id=sealed.key_id,
-                nonce=sealed.nonce,
-                ciphertext=sealed.ciphertext,
-                labels=labels_text,
-                deployment=labels.get(_DEPLOYMENT_LABEL, ""),
-                updated=_now(),
-            )
+            update(self._table).where(self._table.c.name == name).values(self._row(name, payload, labels))
         )
         count = self._run("replace", name, lambda c: c.execute(statement).rowcount)
         if count == 0:
@@ -549,31 +551,16 @@ class SqlDriver:
         returns the row as it was before the write; the check then commits or rolls back. Elsewhere (no ``UPDATE
         ... RETURNING`` of the old row): a read, the check and a compare-and-swap ``UPDATE`` (`_owned_write`).
         """
-        labels_text = _labels_text(labels)
-        sealed = self._seal(name, payload, labels_text)
+        row = self._row(name, payload, labels)
         t = self._table
-        statement = update(t).values(
-            key_id=sealed.key_id,
-            nonce=sealed.nonce,
-            ciphertext=sealed.ciphertext,
-            labels=labels_text,
-            deployment=labels.get(_DEPLOYMENT_LABEL, ""),
-            updated=_now(),
-        )
         if self.engine.dialect.name != "postgresql":
+            statement = update(t).values(row)
             self._owned_write(
                 "replace", name, check, lambda nonce: statement.where(t.c.name == name, t.c.nonce == nonce)
             )
             return
-        parameters = {
-            "b_name": name,
-            "b_key_id": sealed.key_id,
-            "b_nonce": sealed.nonce,
-            "b_ciphertext": sealed.ciphertext,
-            "b_labels": labels_text,
-            "b_deployment": labels.get(_DEPLOYMENT_LABEL, ""),
-            "b_updated": _now(),
-        }
+        # The prepared statement's bind names: b_ + the column (see _owned_update_statement).
+        parameters = {"b_name": name, **{f"b_{column}": value for column, value in row.items()}}
         swap = self._owned_update_statement()
         self._run("replace", name, self._checked(name, swap, check, parameters))
 
