@@ -35,6 +35,7 @@ from urllib.parse import quote
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    DecodeError,
     HttpResponseError,
     ResourceExistsError,
     ResourceNotFoundError,
@@ -180,13 +181,23 @@ def _get_secret_bundle(client: Any, name: str) -> dict[str, Any]:
     Raises:
         HttpResponseError: The service answered with an error (a subclass for 401, 404 and 409).
     """
-    # Quoted as the generated client quotes it (the dispatcher only passes letters, digits and dashes).
-    response = client.send_request(HttpRequest("GET", f"/secrets/{quote(name, safe='')}/"))
-    if response.status_code != 200:
+    # An unparsable 200 is reported below, outside the except block, and not chained: azure-core's DecodeError
+    # repeats up to 2 KB of the body in its str(), json's error keeps all of it, and a 200's body is the value.
+    bundle: Any = None
+    try:
+        # Quoted as the generated client quotes it (the dispatcher only passes letters, digits and dashes).
+        response = client.send_request(HttpRequest("GET", f"/secrets/{quote(name, safe='')}/"))
+    except DecodeError as exc:
+        if exc.status_code != 200:
+            raise  # an error answer: its body is the service's (or a gateway's) error text
+        response = None
+    if response is not None and response.status_code != 200:
         map_error(status_code=response.status_code, response=response, error_map=_READ_ERRORS)
         raise HttpResponseError(response=response)
-    # json.loads on the bytes (UTF-8, as Key Vault answers): not .json(), which first works out a charset.
-    bundle = json.loads(response.content)
+    if response is not None:
+        # json.loads on the bytes (UTF-8, as Key Vault answers): not .json(), which first works out a charset.
+        with suppress(ValueError):
+            bundle = json.loads(response.content)
     if not isinstance(bundle, dict):
         raise HttpResponseError(message="Key Vault answered a read with a body that is not a JSON object")
     return bundle

@@ -26,6 +26,7 @@ from multicloud_store.errors import (
     BackendPermissionError,
     BackendUnavailableError,
     ConfigurationError,
+    MultiCloudStoreError,
     SecretExistsError,
     SecretNotFoundError,
     SecretStateError,
@@ -389,6 +390,35 @@ def test_read_returns_what_the_sdk_reads(
     assert read.payload == expected.value
     assert dict(read.labels) == expected.properties.tags
     assert read.version is not None and read.version == expected.properties.version
+
+
+class _Truncating(_Wrapper):
+    """Cuts the body of every successful secret read short, as a connection dropped mid-answer would."""
+
+    def after(self, request: Any, response: Any, **kwargs: Any) -> Any:
+        if request.method == "GET" and response.status_code == 200 and "/secrets/" in request.url:
+            response._content = response._content[:-40]
+        return response
+
+
+def test_a_read_answer_that_is_not_json_never_carries_the_value(
+    make_driver: Callable[..., AzureDriver], emulator: KeyVaultEmulator
+) -> None:
+    # A 200's body is the secret value: no part of the error raised for an unparsable one may keep it, not even
+    # a chained exception (azure-core's DecodeError repeats up to 2 KB of the body in its str()).
+    value = "V" * 300
+    writer = _store(make_driver())
+    sid = uuid.uuid4()
+    writer.store_secret_values(sid, {"v": value})
+    driver = make_driver(transport=_Truncating(emulator.transport()))
+    with pytest.raises(MultiCloudStoreError) as info:
+        driver.read(writer.secret_name(sid))
+    seen: list[str] = []
+    error: BaseException | None = info.value
+    while error is not None:
+        seen += [str(error), repr(error), repr(vars(error)), repr(error.args)]
+        error = error.__cause__ or error.__context__
+    assert "VVVVVVVVVV" not in "\n".join(seen)
 
 
 def test_expired_secret_is_a_state_error(
