@@ -8,7 +8,9 @@ Writes docs/benchmarks.md with the machine and versions. Nothing here is a test:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import logging
 import os
 import platform
 import random
@@ -604,7 +606,6 @@ def bench_otel(report: Report, n: int, rounds: int = 15) -> None:
 
 
 def bench_get_many(found: list[Backend], report: Report, latencies: tuple[float, ...]) -> None:
-    import logging
     from concurrent.futures import ThreadPoolExecutor
 
     warnings = _PoolWarnings()
@@ -1182,8 +1183,6 @@ def _threaded(call: Callable[[], Any], threads: int, total: int) -> float:
 
 
 def bench_threads(found: list[Backend], report: Report, quick: bool) -> None:
-    import logging
-
     warnings = _PoolWarnings()
     logging.getLogger("urllib3.connectionpool").addHandler(warnings)
     counter = _ConnectCounter()
@@ -1232,12 +1231,12 @@ def bench_threads(found: list[Backend], report: Report, quick: bool) -> None:
                 )
             # Memory: 16 threads sharing the store; RSS after warm-up (first tenth) against after the rest.
             reads = (100_000 if fast else 5_000) // (10 if quick else 1)
-            gc_collect()
+            gc.collect()
             _threaded(ours, 16, reads // 10)
             warm = _rss_kib()
             counter.take(port)
             _threaded(ours, 16, reads - reads // 10)
-            gc_collect()
+            gc.collect()
             rss_rows.append(
                 [
                     backend.name,
@@ -1286,17 +1285,11 @@ def bench_threads(found: list[Backend], report: Report, quick: bool) -> None:
     )
 
 
-def gc_collect() -> None:
-    import gc
-
-    gc.collect()
-
-
-class _PoolWarnings(__import__("logging").Handler):
+class _PoolWarnings(logging.Handler):
     """Counts urllib3's 'Connection pool is full, discarding connection' warnings."""
 
     def __init__(self) -> None:
-        super().__init__(level=30)
+        super().__init__(level=logging.WARNING)
         self.count = 0
 
     def emit(self, record: Any) -> None:
