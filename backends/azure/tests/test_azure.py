@@ -642,6 +642,23 @@ def test_no_proxy_from_the_environment_bypasses_the_proxy(
     assert connect_proxy.targets == []
 
 
+def test_proxy_variables_are_read_once_when_the_client_is_built(
+    https_env: Callable[..., dict[str, str]], connect_proxy: _ConnectProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As docs/backends/azure.md promises: not on every request (requests would scan the environment per call),
+    # so a proxy named after the client was built does not apply to that store.
+    _clear_proxy_env(monkeypatch)
+    store = SecretsStore.from_env(https_env())
+    sid = uuid.uuid4()
+    store.store_secret_values(sid, {"k": "v"})
+    monkeypatch.setenv("HTTPS_PROXY", connect_proxy.url)
+    monkeypatch.setenv("https_proxy", connect_proxy.url)
+    store.update_secret_values(sid, {"k": "w"})
+    assert store.get_secret_values(sid) == {"k": "w"}
+    store.close()
+    assert connect_proxy.targets == []
+
+
 def test_requests_ca_bundle_from_the_environment_is_trusted(
     https_env: Callable[..., dict[str, str]], emulator: KeyVaultEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
