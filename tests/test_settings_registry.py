@@ -273,9 +273,7 @@ def test_empty_path_is_a_configuration_error_naming_the_variable() -> None:
         ("MULTICLOUD_STORE_LOCAL_KEY", "abc", "MULTICLOUD_STORE_LOCAL_KEY must be base64"),
     ],
 )
-def test_field_errors_become_sentences_naming_the_variable(
-    variable: str, value: str, sentence: str
-) -> None:
+def test_field_errors_become_sentences_naming_the_variable(variable: str, value: str, sentence: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         SecretsStore.from_env({variable: value})
     message = str(info.value)
